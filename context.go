@@ -1,0 +1,31 @@
+package sessions
+
+import "github.com/gin-gonic/gin"
+
+// contextKey is the type of the keys under which sessions hang on a
+// gin.Context, so they never collide with an app's own string keys.
+type contextKey string
+
+// Default returns the session of the request, as attached by the middleware
+// mounted with the default context key ("session"). It never returns nil and
+// never panics: without such a middleware it returns an inert session whose
+// Err is ErrNoMiddleware, and for a skipped request one whose Err is
+// ErrSkipped. Inert sessions read as empty and store nothing.
+func Default(c *gin.Context) *Session {
+	return lookup(c, contextKey(DefaultContextKey))
+}
+
+// FromContext returns the session of the middleware mounted with
+// WithContextKey(key). Like Default, it never returns nil.
+func FromContext(c *gin.Context, key string) *Session {
+	return lookup(c, contextKey(key))
+}
+
+func lookup(c *gin.Context, key contextKey) *Session {
+	if v, ok := c.Get(key); ok {
+		if s, ok := v.(*Session); ok {
+			return s
+		}
+	}
+	return &Session{inert: ErrNoMiddleware}
+}

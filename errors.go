@@ -1,0 +1,45 @@
+package sessions
+
+import "errors"
+
+// Sentinel errors. Errors returned by this package wrap one of these where
+// one applies; match them with errors.Is.
+var (
+	// ErrHeadersWritten reports a change that needs a Set-Cookie header
+	// (a new session, a regenerated ID) made after the response headers were
+	// sent. The change is not stored, because the client could never present
+	// its ID; the middleware logs it at error level.
+	ErrHeadersWritten = errors.New("sessions: response headers already written")
+
+	// ErrSkipped is returned by Save, Regenerate and Destroy of the inert
+	// session given to a skipped request (see WithSkipHeader and
+	// WithSkipper), and reported by its Err.
+	ErrSkipped = errors.New("sessions: sessions are skipped for this request")
+
+	// ErrTooLarge reports an encoded session larger than the limit set with
+	// WithMaxSize. The stored session is left as it was.
+	ErrTooLarge = errors.New("sessions: session too large")
+
+	// ErrStore wraps every error that comes from the Store, so that
+	// errors.Is(err, ErrStore) tells a store outage from a programming
+	// error. The store's own error is wrapped too.
+	ErrStore = errors.New("sessions: store error")
+
+	// ErrEncode reports a value that the codec cannot encode, such as a
+	// struct type that was not registered with Register, or a channel.
+	ErrEncode = errors.New("sessions: cannot encode value")
+
+	// ErrDecode reports stored bytes that cannot be decoded: corrupt data
+	// or a value of a type this program does not know.
+	ErrDecode = errors.New("sessions: cannot decode value")
+
+	// ErrNoMiddleware is reported by the inert session that Default and
+	// FromContext return when no session middleware with that context key
+	// ran for the request.
+	ErrNoMiddleware = errors.New("sessions: no session middleware for this context key")
+
+	// ErrRequestDone reports a change made after the handler chain returned,
+	// for example from a goroutine that outlived its request. It is not
+	// stored.
+	ErrRequestDone = errors.New("sessions: request already completed")
+)

@@ -1,0 +1,51 @@
+package sessions
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+)
+
+// idBytes is the entropy of a session ID: 256 bits.
+const idBytes = 32
+
+// idLen is the length of a session ID in its text form (unpadded base64url).
+var idLen = base64.RawURLEncoding.EncodedLen(idBytes)
+
+// newID returns a fresh session ID: 32 bytes from crypto/rand in unpadded
+// base64url, 43 characters.
+func newID() string {
+	var b [idBytes]byte
+	// crypto/rand.Read never returns an error; it crashes the program
+	// irrecoverably if the system's random source fails.
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// validID reports whether s has the exact shape of an ID made by newID, so
+// that nothing else ever reaches a store.
+func validID(s []byte) bool {
+	if len(s) != idLen {
+		return false
+	}
+	for _, ch := range s {
+		switch {
+		case ch >= 'A' && ch <= 'Z', ch >= 'a' && ch <= 'z', ch >= '0' && ch <= '9', ch == '-', ch == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// logID is what logs show instead of a session ID: the first 8 bytes of its
+// SHA-256 in hex. It lets an operator correlate log lines of one session
+// without ever writing a usable ID.
+func logID(id string) string {
+	if id == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:8])
+}

@@ -1,0 +1,101 @@
+package sessions
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+)
+
+// A record is one session as the store keeps it:
+//
+//	version   1 byte (recordVersion)
+//	created   8 bytes, big-endian Unix nanoseconds
+//	user      uvarint length + bytes (reserved; empty)
+//	count     uvarint
+//	count × { key: uvarint length + bytes; value: uvarint length + codec bytes }
+//
+// Values stay encoded until a handler reads them, so a request that reads one
+// key of a large session decodes one value.
+const recordVersion = 1
+
+// recordHeaderLen is the size of version and created.
+const recordHeaderLen = 9
+
+type record struct {
+	created int64  // unix nanoseconds
+	user    string // reserved for the per-user index
+	entries []byte // the count and the entries
+}
+
+// parseRecord checks the whole of raw and returns its parts. It does not
+// allocate beyond the user string and never panics on garbage.
+func parseRecord(raw []byte) (record, error) {
+	if len(raw) < recordHeaderLen+2 || raw[0] != recordVersion {
+		return record{}, fmt.Errorf("%w: not a session record", ErrDecode)
+	}
+	rec := record{created: int64(binary.BigEndian.Uint64(raw[1:9]))}
+	r := reader{b: raw[recordHeaderLen:]}
+	rec.user = r.string()
+	rec.entries = r.b
+	n := r.count(2)
+	for i := 0; i < n && r.err == nil; i++ {
+		r.bytes()
+		r.bytes()
+	}
+	if r.err == nil && len(r.b) != 0 {
+		r.fail("trailing bytes after the entries")
+	}
+	if r.err != nil {
+		return record{}, fmt.Errorf("session record: %w", r.err)
+	}
+	return rec, nil
+}
+
+// entryIter walks the entries of a parsed record.
+type entryIter struct {
+	r reader
+	n int
+}
+
+func (rec record) iter() entryIter {
+	it := entryIter{r: reader{b: rec.entries}}
+	it.n = int(it.r.uvarint())
+	return it
+}
+
+// next returns the next key and encoded value, or ok false at the end.
+// The record was validated by parseRecord, so the reads cannot fail.
+func (it *entryIter) next() (key, val []byte, ok bool) {
+	if it.n == 0 || it.r.err != nil {
+		return nil, nil, false
+	}
+	it.n--
+	key = it.r.bytes()
+	val = it.r.bytes()
+	return key, val, it.r.err == nil
+}
+
+// lookup returns the encoded value stored under key.
+func (rec record) lookup(key string) ([]byte, bool) {
+	it := rec.iter()
+	for k, v, ok := it.next(); ok; k, v, ok = it.next() {
+		if string(k) == key {
+			return v, true
+		}
+	}
+	return nil, false
+}
+
+// appendRecordHeader starts a record.
+func appendRecordHeader(dst []byte, created time.Time, user string, count int) []byte {
+	dst = append(dst, recordVersion)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(created.UnixNano()))
+	dst = appendString(dst, user)
+	return binary.AppendUvarint(dst, uint64(count))
+}
+
+func appendEntry(dst []byte, key string, val []byte) []byte {
+	dst = appendString(dst, key)
+	dst = binary.AppendUvarint(dst, uint64(len(val)))
+	return append(dst, val...)
+}

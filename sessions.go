@@ -1,0 +1,144 @@
+package sessions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/fastsession/sessions/store/memstore"
+	"github.com/gin-gonic/gin"
+)
+
+// manager is one configured middleware.
+type manager struct {
+	cfg     config
+	store   Store
+	toucher Toucher
+	cookie  *cookieCodec
+	key     any      // the gin.Context key, as a contextKey
+	inert   *Session // handed to skipped requests; never changes
+}
+
+// New returns the session middleware. secretKey signs the session cookies;
+// it must be at least 32 bytes, random, and kept secret (load it from the
+// environment or a secret manager). Rotate it with WithPreviousKeys.
+//
+// New panics if the key is too short or an option is invalid or contradicts
+// another, with a message that says what to fix: that is a programming error
+// found at start-up. Nothing panics per request.
+//
+// Each request gets a *Session (read it with Default, or FromContext for a
+// middleware mounted under another context key), loaded only if a handler
+// uses it and saved automatically. See the package documentation for the
+// lifecycle.
+func New(secretKey []byte, opts ...Option) gin.HandlerFunc {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	cfg.validate(secretKey)
+	if len(cfg.problems) > 0 {
+		panic("sessions.New: " + strings.Join(cfg.problems, "; "))
+	}
+	if cfg.store == nil {
+		cfg.store = memstore.New()
+	}
+	m := &manager{
+		cfg:    cfg,
+		store:  cfg.store,
+		cookie: newCookieCodec(&cfg, secretKey),
+		key:    contextKey(cfg.contextKey),
+	}
+	m.toucher, _ = cfg.store.(Toucher)
+	m.inert = &Session{m: m, inert: ErrSkipped}
+	return m.handle
+}
+
+func (m *manager) handle(c *gin.Context) {
+	if m.skip(c) {
+		c.Set(m.key, m.inert)
+		c.Next()
+		return
+	}
+	s := &Session{m: m, c: c}
+	s.w.ResponseWriter = c.Writer
+	s.w.s = s
+	c.Writer = &s.w
+	c.Set(m.key, s)
+	c.Next()
+	s.finish()
+}
+
+// storeContext returns the context for one store call. Writes are not
+// cancelled with the request, so a reply streamed to a visitor who then
+// leaves is still recorded; every call is bounded by WithStoreTimeout.
+func (m *manager) storeContext(c *gin.Context, write bool) (context.Context, context.CancelFunc) {
+	ctx := c.Request.Context()
+	if write {
+		ctx = context.WithoutCancel(ctx)
+	}
+	if m.cfg.storeTimeout > 0 {
+		return context.WithTimeout(ctx, m.cfg.storeTimeout)
+	}
+	return ctx, nop
+}
+
+func nop() {}
+
+// fail logs err and hands it to the error handler. If the handler answers
+// the request from inside a request handler, the rest of what that request
+// handler writes is dropped.
+func (m *manager) fail(s *Session, err error) {
+	c := s.c
+	level := slog.LevelError
+	msg := "session could not be saved"
+	switch {
+	case s.state == failed:
+		msg = "session could not be loaded"
+	case errors.Is(err, ErrHeadersWritten):
+		msg = "session change lost"
+	}
+	m.logger().LogAttrs(c.Request.Context(), level, msg,
+		slog.String("session", logID(s.id)), slog.String("error", err.Error()))
+	wasSent := s.w.sent()
+	s.w.committing = true
+	m.cfg.errorHandler(c, err)
+	s.w.committing = false
+	if !wasSent && s.w.sent() {
+		s.w.discard = true
+	}
+}
+
+func (m *manager) logger() *slog.Logger { return m.cfg.logger }
+
+// debug logs at debug level, at no cost when debug logging is off.
+func (m *manager) debug(c *gin.Context, msg string, attrs ...slog.Attr) {
+	ctx := c.Request.Context()
+	if m.cfg.logger.Enabled(ctx, slog.LevelDebug) {
+		m.cfg.logger.LogAttrs(ctx, slog.LevelDebug, msg, attrs...)
+	}
+}
+
+// DefaultErrorHandler is the error handler used unless WithErrorHandler
+// sets another. If the response has not started, it aborts the chain and
+// answers 503 {"error":"session store unavailable"} when errors.Is(err,
+// ErrStore), or 500 {"error":"session could not be saved"} otherwise. If the
+// response has started it does nothing: the middleware has logged err.
+func DefaultErrorHandler(c *gin.Context, err error) {
+	if c.Writer.Written() {
+		return
+	}
+	if errors.Is(err, ErrStore) {
+		c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"error": "session store unavailable"})
+		return
+	}
+	c.AbortWithStatusJSON(http.StatusInternalServerError, gin.H{"error": "session could not be saved"})
+}
+
+// String describes the middleware's configuration without its secrets.
+func (m *manager) String() string {
+	return fmt.Sprintf("sessions(cookie=%q, key=%q)", m.cfg.cookieName, m.cfg.contextKey)
+}

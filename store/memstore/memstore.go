@@ -1,0 +1,261 @@
+// Package memstore is the in-memory session store: the default store of
+// github.com/fastsession/sessions, embedded in the process with nothing to set
+// up.
+//
+// It keeps each session's encoded bytes in a sharded map with a per-entry
+// expiry. Sessions live as long as the process: use it for development, tests
+// and single-instance apps, and a shared store (Redis, PostgreSQL, ...) as
+// soon as a second instance serves the same users.
+//
+// The package speaks in standard types only and does not import the sessions
+// package, so it can serve as the middleware's default.
+package memstore
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"runtime"
+	"sync"
+	"time"
+)
+
+// shardCount is the number of independently locked maps. Session IDs are
+// random, so a power of two well above the core count keeps contention low.
+const shardCount = 64
+
+// Option configures a Store. Pass options to New.
+type Option func(*config)
+
+type config struct {
+	cleanupInterval time.Duration
+	maxEntries      int
+}
+
+// WithCleanupInterval sets how often a background goroutine removes expired
+// entries. The default is one minute. Zero or a negative value turns the
+// background sweep off; expired entries are then never returned but are only
+// removed when their ID is loaded or saved again.
+func WithCleanupInterval(d time.Duration) Option {
+	return func(c *config) { c.cleanupInterval = d }
+}
+
+// WithMaxEntries caps the number of sessions the store holds, spread evenly
+// over its shards. When a shard is full, saving a new session first drops that
+// shard's expired entries and then evicts the entry closest to expiry among a
+// small sample. The default, 0, sets no cap. A negative value panics.
+func WithMaxEntries(n int) Option {
+	if n < 0 {
+		panic(fmt.Sprintf("memstore: WithMaxEntries(%d): the cap must be 0 (none) or positive", n))
+	}
+	return func(c *config) { c.maxEntries = n }
+}
+
+type entry struct {
+	data []byte
+	exp  int64 // unix nanoseconds
+}
+
+type shard struct {
+	mu sync.RWMutex
+	m  map[string]entry
+	_  [40]byte // keep neighbouring shards' locks off one cache line
+}
+
+// state is everything the sweeper goroutine needs. It is kept apart from
+// Store so that a Store nobody references any more can be collected, which
+// stops the sweeper.
+type state struct {
+	seed     maphash.Seed
+	shards   [shardCount]shard
+	perShard int // 0: no cap
+	stop     chan struct{}
+	once     sync.Once
+	done     chan struct{}
+}
+
+// Store is an in-memory session store. Create it with New; the zero value is
+// not usable. Its methods are safe for concurrent use. It satisfies the
+// sessions.Store and sessions.Toucher interfaces.
+type Store struct {
+	s *state
+}
+
+// New returns an empty Store. Unless WithCleanupInterval turns it off, a
+// background goroutine sweeps expired entries; Close stops it, and so does
+// the garbage collector once the Store is no longer referenced.
+func New(opts ...Option) *Store {
+	cfg := config{cleanupInterval: time.Minute}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	st := &state{seed: maphash.MakeSeed(), stop: make(chan struct{}), done: make(chan struct{})}
+	for i := range st.shards {
+		st.shards[i].m = make(map[string]entry)
+	}
+	if cfg.maxEntries > 0 {
+		st.perShard = (cfg.maxEntries + shardCount - 1) / shardCount
+	}
+	s := &Store{s: st}
+	if cfg.cleanupInterval > 0 {
+		go st.sweepLoop(cfg.cleanupInterval)
+		runtime.AddCleanup(s, func(st *state) { st.close() }, st)
+	} else {
+		close(st.done)
+	}
+	return s
+}
+
+func (st *state) shard(id string) *shard {
+	return &st.shards[maphash.String(st.seed, id)%shardCount]
+}
+
+// Load returns the data stored under id, or found false when there is none
+// or it has expired. The returned slice is shared and must not be modified.
+func (s *Store) Load(ctx context.Context, id string) ([]byte, time.Time, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, time.Time{}, false, fmt.Errorf("memstore: load: %w", err)
+	}
+	sh := s.s.shard(id)
+	sh.mu.RLock()
+	e, ok := sh.m[id]
+	sh.mu.RUnlock()
+	if !ok || e.exp <= time.Now().UnixNano() {
+		return nil, time.Time{}, false, nil
+	}
+	return e.data, time.Unix(0, e.exp), true, nil
+}
+
+// Save stores a copy of data under id until expiresAt.
+func (s *Store) Save(ctx context.Context, id string, data []byte, expiresAt time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memstore: save: %w", err)
+	}
+	cp := make([]byte, len(data))
+	copy(cp, data)
+	e := entry{data: cp, exp: expiresAt.UnixNano()}
+	sh := s.s.shard(id)
+	sh.mu.Lock()
+	if _, exists := sh.m[id]; !exists && s.s.perShard > 0 && len(sh.m) >= s.s.perShard {
+		sh.makeRoom(time.Now().UnixNano())
+	}
+	sh.m[id] = e
+	sh.mu.Unlock()
+	return nil
+}
+
+// makeRoom frees at least one slot in a full shard. The caller holds the lock.
+func (sh *shard) makeRoom(now int64) {
+	sh.removeExpired(now)
+	if len(sh.m) == 0 {
+		return
+	}
+	// Still full of live sessions: evict the one closest to expiry among a
+	// sample (map iteration order is randomised).
+	const sample = 8
+	var victim string
+	var victimExp int64
+	n := 0
+	for id, e := range sh.m {
+		if n == 0 || e.exp < victimExp {
+			victim, victimExp = id, e.exp
+		}
+		n++
+		if n == sample {
+			break
+		}
+	}
+	delete(sh.m, victim)
+}
+
+func (sh *shard) removeExpired(now int64) {
+	for id, e := range sh.m {
+		if e.exp <= now {
+			delete(sh.m, id)
+		}
+	}
+}
+
+// Delete removes the session stored under id, if any.
+func (s *Store) Delete(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memstore: delete: %w", err)
+	}
+	sh := s.s.shard(id)
+	sh.mu.Lock()
+	delete(sh.m, id)
+	sh.mu.Unlock()
+	return nil
+}
+
+// Touch moves the expiry of the live session stored under id to expiresAt,
+// leaving its data untouched. A missing or expired id is left alone.
+func (s *Store) Touch(ctx context.Context, id string, expiresAt time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memstore: touch: %w", err)
+	}
+	sh := s.s.shard(id)
+	now := time.Now().UnixNano()
+	sh.mu.Lock()
+	if e, ok := sh.m[id]; ok && e.exp > now {
+		e.exp = expiresAt.UnixNano()
+		sh.m[id] = e
+	}
+	sh.mu.Unlock()
+	return nil
+}
+
+// Len returns the number of entries held, expired ones not yet swept
+// included.
+func (s *Store) Len() int {
+	n := 0
+	for i := range s.s.shards {
+		sh := &s.s.shards[i]
+		sh.mu.RLock()
+		n += len(sh.m)
+		sh.mu.RUnlock()
+	}
+	return n
+}
+
+// Sweep removes every expired entry now. The background sweep calls it on
+// its interval; tests and apps without the background sweep may call it
+// directly.
+func (s *Store) Sweep() { s.s.sweep() }
+
+func (st *state) sweep() {
+	now := time.Now().UnixNano()
+	for i := range st.shards {
+		sh := &st.shards[i]
+		sh.mu.Lock()
+		sh.removeExpired(now)
+		sh.mu.Unlock()
+	}
+}
+
+func (st *state) sweepLoop(every time.Duration) {
+	defer close(st.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-st.stop:
+			return
+		case <-t.C:
+			st.sweep()
+		}
+	}
+}
+
+func (st *state) close() {
+	st.once.Do(func() { close(st.stop) })
+	<-st.done
+}
+
+// Close stops the background sweep and waits for it to exit. The store keeps
+// working afterwards, without the sweep. Close is idempotent and always
+// returns nil.
+func (s *Store) Close() error {
+	s.s.close()
+	return nil
+}
