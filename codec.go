@@ -36,7 +36,8 @@ func Register(value any) { gob.Register(value) }
 // map[string]int, nesting allowed. Any other type goes through encoding/gob
 // and must first be registered with Register. Every value comes back with
 // the type it was stored with; a time.Time keeps its instant and zone offset
-// (compare with Equal) but not its monotonic reading.
+// (compare with Equal) but not its monotonic reading. Store values, not
+// pointers: gob stores what a pointer points to, so a *T comes back as a T.
 func BinaryCodec() Codec { return binaryCodec{} }
 
 type binaryCodec struct{}

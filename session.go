@@ -62,6 +62,7 @@ type Session struct {
 	dirty   bool
 	setErr  error // first value that could not be encoded
 
+	refreshed    bool   // saved or touched during this request
 	needCookie   bool   // the client does not have this ID yet
 	reissue      bool   // the cookie was signed with a previous key
 	oldID        string // the ID Regenerate replaced, to delete on save
@@ -78,7 +79,7 @@ type change struct {
 // the error handler runs (unlocked) before lock returns with s locked.
 func (s *Session) lock() {
 	s.mu.Lock()
-	if s.state != unloaded {
+	if s.state != unloaded || s.inert != nil {
 		return
 	}
 	s.load()
@@ -389,6 +390,9 @@ func (s *Session) Flashes() []any {
 func (s *Session) Save() error {
 	s.lock()
 	defer s.mu.Unlock()
+	if s.inert != nil {
+		return s.inert
+	}
 	if s.done {
 		return ErrRequestDone
 	}
@@ -564,7 +568,7 @@ func (s *Session) commit(headersSent bool) error {
 		if s.isNew && !s.stored {
 			m.cfg.logger.LogAttrs(s.c.Request.Context(), slog.LevelDebug, "session created", slog.String("session", logID(s.id)))
 		}
-		s.stored, s.expires = true, exp
+		s.stored, s.expires, s.refreshed = true, exp, true
 		s.raw = buf
 		s.rec, _ = parseRecord(buf)
 		s.changes, s.arena, s.cleared, s.dirty = nil, nil, false, false
@@ -589,7 +593,7 @@ func (s *Session) commit(headersSent bool) error {
 	if !s.stored {
 		return nil
 	}
-	if m.cfg.idleTimeout > 0 {
+	if m.cfg.idleTimeout > 0 && !s.refreshed {
 		if exp := s.expiry(now); exp.Sub(s.expires) >= m.cfg.touchInterval {
 			if err := s.touch(exp); err != nil {
 				return err
@@ -622,7 +626,7 @@ func (s *Session) touch(exp time.Time) error {
 	if err != nil {
 		return fmt.Errorf("%w: extend session %s: %w", ErrStore, logID(s.id), err)
 	}
-	s.expires = exp
+	s.expires, s.refreshed = exp, true
 	return nil
 }
 
