@@ -125,7 +125,7 @@ func TestAutoCommitBeforeHeadersForEveryWayOfResponding(t *testing.T) {
 			n := 0
 			c.Stream(func(w io.Writer) bool { n++; _, _ = w.Write([]byte("x")); return n < 3 })
 		},
-		"SSE": func(c *gin.Context) { c.SSEvent("message", "hello"); c.Writer.Flush() },
+		"SSE":            func(c *gin.Context) { c.SSEvent("message", "hello"); c.Writer.Flush() },
 		"nothing at all": func(c *gin.Context) {},
 		"ResponseController": func(c *gin.Context) {
 			_ = http.NewResponseController(c.Writer).Flush()
@@ -746,4 +746,3 @@ func (j *jar) Cookies(*url.URL) []*http.Cookie {
 	}
 	return []*http.Cookie{j.cookie}
 }
-
