@@ -23,8 +23,11 @@ func FromContext(c *gin.Context, key string) *Session {
 
 func lookup(c *gin.Context, key contextKey) *Session {
 	if v, ok := c.Get(key); ok {
-		if s, ok := v.(*Session); ok {
-			return s
+		switch v := v.(type) {
+		case *Session:
+			return v
+		case *manager:
+			return v.attach(c)
 		}
 	}
 	return &Session{inert: ErrNoMiddleware}

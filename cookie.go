@@ -1,15 +1,17 @@
 package sessions
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"errors"
+	"hash"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
-
-	"github.com/gorilla/securecookie"
 )
 
 // maxCookieLen is the longest cookie value worth checking. A real one is
@@ -23,16 +25,26 @@ const maxCandidates = 3
 // Reasons a cookie is rejected, for the debug log. They never hold the value.
 var (
 	errCookieTooLong = errors.New("cookie value too long")
+	errCookieFormat  = errors.New("cookie value malformed")
+	errCookieMAC     = errors.New("cookie signature invalid")
+	errCookieExpired = errors.New("cookie older than the session lifetime")
 	errCookieID      = errors.New("cookie carries a malformed session ID")
 )
 
 // cookieCodec signs session IDs into cookie values and back, and writes the
 // Set-Cookie header.
+//
+// The value format is gorilla/securecookie's with its NopEncoder and no
+// encryption: base64url("timestamp|base64url(id)|mac"), where mac is
+// HMAC-SHA256 over "name|timestamp|base64url(id)". Cookies are therefore
+// interchangeable with securecookie's (the tests check it both ways); this
+// implementation does the same work without allocating.
 type cookieCodec struct {
 	name   string
-	codecs []*securecookie.SecureCookie // current key first
-	attrs  string                       // "; Path=/; HttpOnly; ..." without Max-Age
+	macs   []*sync.Pool // one pool of keyed HMACs per key, current key first
+	attrs  string       // "; Path=/; HttpOnly; ..." without Max-Age
 	maxAge time.Duration
+	window int64 // seconds a cookie is accepted after it was issued
 }
 
 // deriveKey turns the application's secret into the HMAC key used for
@@ -46,16 +58,12 @@ func deriveKey(secret []byte) []byte {
 
 func newCookieCodec(cfg *config, secret []byte) *cookieCodec {
 	keys := append([][]byte{secret}, cfg.previousKeys...)
-	cc := &cookieCodec{name: cfg.cookieName, maxAge: cfg.maxAge}
 	// A cookie is issued when its session is created or regenerated, so a
 	// cookie older than the lifetime cannot name a live session.
-	maxAgeSecs := int(cfg.lifetime/time.Second) + 1
+	cc := &cookieCodec{name: cfg.cookieName, maxAge: cfg.maxAge, window: int64(cfg.lifetime/time.Second) + 1}
 	for _, k := range keys {
-		sc := securecookie.New(deriveKey(k), nil)
-		sc.SetSerializer(securecookie.NopEncoder{})
-		sc.MaxAge(maxAgeSecs)
-		sc.MaxLength(maxCookieLen)
-		cc.codecs = append(cc.codecs, sc)
+		key := deriveKey(k)
+		cc.macs = append(cc.macs, &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }})
 	}
 	var b strings.Builder
 	if cfg.path != "" {
@@ -87,27 +95,82 @@ func newCookieCodec(cfg *config, secret []byte) *cookieCodec {
 	return cc
 }
 
+// sign computes the MAC of "name|msg" with key number k into out.
+func (cc *cookieCodec) sign(k int, msg []byte, out *[sha256.Size]byte) {
+	h := cc.macs[k].Get().(hash.Hash)
+	h.Reset()
+	h.Write([]byte(cc.name))
+	h.Write([]byte{'|'})
+	h.Write(msg)
+	h.Sum(out[:0])
+	cc.macs[k].Put(h)
+}
+
 // decode checks a cookie value and returns the session ID it carries, and
 // whether it was signed with a previous key (it should then be re-issued).
+// Everything is checked before anything is allocated: only the returned ID
+// is.
 func (cc *cookieCodec) decode(value string) (id string, old bool, err error) {
 	if len(value) > maxCookieLen {
 		return "", false, errCookieTooLong
 	}
-	var b []byte
-	for i, sc := range cc.codecs {
-		if err = sc.Decode(cc.name, value, &b); err == nil {
-			if !validID(b) {
-				return "", false, errCookieID
-			}
-			return string(b), i > 0, nil
+	var src, raw [maxCookieLen]byte
+	n, err := base64.URLEncoding.Decode(raw[:], src[:copy(src[:], value)])
+	if err != nil {
+		return "", false, errCookieFormat
+	}
+	b := raw[:n]
+	// "timestamp|value|mac", the mac being the last 32 bytes.
+	if len(b) < sha256.Size+4 || b[len(b)-sha256.Size-1] != '|' {
+		return "", false, errCookieFormat
+	}
+	msg, mac := b[:len(b)-sha256.Size-1], b[len(b)-sha256.Size:]
+	bar := bytes.IndexByte(msg, '|')
+	if bar <= 0 || bar > 19 {
+		return "", false, errCookieFormat
+	}
+	ts, val := msg[:bar], msg[bar+1:]
+	k, ok := -1, false
+	var sum [sha256.Size]byte
+	for i := range cc.macs {
+		cc.sign(i, msg, &sum)
+		if hmac.Equal(sum[:], mac) {
+			k, ok = i, true
+			break
 		}
 	}
-	return "", false, err
+	if !ok {
+		return "", false, errCookieMAC
+	}
+	var issued int64
+	for _, c := range ts {
+		if c < '0' || c > '9' {
+			return "", false, errCookieFormat
+		}
+		issued = issued*10 + int64(c-'0')
+	}
+	if issued < time.Now().Unix()-cc.window {
+		return "", false, errCookieExpired
+	}
+	var idb [64]byte
+	m, err := base64.URLEncoding.Decode(idb[:], val)
+	if err != nil || !validID(idb[:m]) {
+		return "", false, errCookieID
+	}
+	return string(idb[:m]), k > 0, nil
 }
 
 // encode signs id under the current key.
-func (cc *cookieCodec) encode(id string) (string, error) {
-	return cc.codecs[0].Encode(cc.name, []byte(id))
+func (cc *cookieCodec) encode(id string, now time.Time) string {
+	var msg [96]byte
+	b := strconv.AppendInt(msg[:0], now.Unix(), 10)
+	b = append(b, '|')
+	b = base64.URLEncoding.AppendEncode(b, []byte(id))
+	var sum [sha256.Size]byte
+	cc.sign(0, b, &sum)
+	b = append(b, '|')
+	b = append(b, sum[:]...)
+	return base64.URLEncoding.EncodeToString(b)
 }
 
 // find returns up to maxCandidates values of cookies named cc.name in the

@@ -16,6 +16,7 @@ import (
 
 	"github.com/fastsession/sessions/store/memstore"
 	"github.com/gin-gonic/gin"
+	"github.com/gorilla/securecookie"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -128,8 +129,7 @@ func TestBadCookiesGiveAFreshSession(t *testing.T) {
 
 func TestManyCookiesWithTheSessionName(t *testing.T) {
 	cc := newCookieCodec(&config{cookieName: "sid", lifetime: time.Hour}, cookieTestKey)
-	good, err := cc.encode(newID())
-	require.NoError(t, err)
+	good := cc.encode(newID(), time.Now())
 	h := http.Header{}
 	h.Add("Cookie", "a=1; sid=junk1; b=2; sid="+good)
 	var vals [maxCandidates]string
@@ -149,4 +149,31 @@ func TestCraftMatchesTheRealEncoding(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, old)
 	assert.Equal(t, id, got)
+}
+
+func TestCookieFormatInteroperatesWithSecurecookie(t *testing.T) {
+	cc := newCookieCodec(&config{cookieName: "sid", lifetime: time.Hour}, cookieTestKey)
+	ref := securecookie.New(deriveKey(cookieTestKey), nil)
+	ref.SetSerializer(securecookie.NopEncoder{})
+	for i := 0; i < 50; i++ {
+		id := newID()
+		// ours -> securecookie
+		var got []byte
+		require.NoError(t, ref.Decode("sid", cc.encode(id, time.Now()), &got))
+		assert.Equal(t, id, string(got))
+		// securecookie -> ours
+		v, err := ref.Encode("sid", []byte(id))
+		require.NoError(t, err)
+		back, old, err := cc.decode(v)
+		require.NoError(t, err)
+		assert.False(t, old)
+		assert.Equal(t, id, back)
+	}
+	// A cookie securecookie rejects, ours rejects too.
+	other := securecookie.New(deriveKey([]byte("another-secret-0123456789abcdef!!")), nil)
+	other.SetSerializer(securecookie.NopEncoder{})
+	v, err := other.Encode("sid", []byte(newID()))
+	require.NoError(t, err)
+	_, _, err = cc.decode(v)
+	assert.ErrorIs(t, err, errCookieMAC)
 }

@@ -631,11 +631,7 @@ func (s *Session) touch(exp time.Time) error {
 }
 
 func (s *Session) setCookie(h map[string][]string, now time.Time) error {
-	v, err := s.m.cookie.encode(s.id)
-	if err != nil {
-		return fmt.Errorf("sessions: sign cookie: %w", err)
-	}
-	s.m.cookie.set(h, v, now)
+	s.m.cookie.set(h, s.m.cookie.encode(s.id, now), now)
 	s.needCookie, s.reissue = false, false
 	return nil
 }

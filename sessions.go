@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/fastsession/sessions/store/memstore"
 	"github.com/gin-gonic/gin"
@@ -20,6 +22,10 @@ type manager struct {
 	cookie  *cookieCodec
 	key     any      // the gin.Context key, as a contextKey
 	inert   *Session // handed to skipped requests; never changes
+	seed    maphash.Seed
+	// attachMu serialises the first Default calls of one request, should
+	// two of its goroutines make them at once.
+	attachMu [16]sync.Mutex
 }
 
 // New returns the session middleware. secretKey signs the session cookies;
@@ -47,6 +53,7 @@ func New(secretKey []byte, opts ...Option) gin.HandlerFunc {
 		cfg.store = memstore.New()
 	}
 	m := &manager{
+		seed:   maphash.MakeSeed(),
 		cfg:    cfg,
 		store:  cfg.store,
 		cookie: newCookieCodec(&cfg, secretKey),
@@ -57,19 +64,43 @@ func New(secretKey []byte, opts ...Option) gin.HandlerFunc {
 	return m.handle
 }
 
+// handle runs for every request. It only leaves the manager on the
+// context: the Session, and the writer wrapper that saves it before the
+// headers, are made by the first Default or FromContext call, so a request
+// that never asks for its session pays for nothing else.
 func (m *manager) handle(c *gin.Context) {
 	if m.skip(c) {
 		c.Set(m.key, m.inert)
 		c.Next()
 		return
 	}
+	c.Set(m.key, m)
+	c.Next()
+	if v, ok := c.Get(m.key); ok {
+		if s, ok := v.(*Session); ok && s.m == m {
+			s.finish()
+		}
+	}
+}
+
+// attach makes the request's Session on first use: it wraps the current
+// response writer, so every write from here on saves the session first, and
+// replaces the manager on the context with the Session.
+func (m *manager) attach(c *gin.Context) *Session {
+	mu := &m.attachMu[maphash.Comparable(m.seed, c)%uint64(len(m.attachMu))]
+	mu.Lock()
+	defer mu.Unlock()
+	if v, ok := c.Get(m.key); ok {
+		if s, ok := v.(*Session); ok {
+			return s // another goroutine of the request got here first
+		}
+	}
 	s := &Session{m: m, c: c}
 	s.w.ResponseWriter = c.Writer
 	s.w.s = s
 	c.Writer = &s.w
 	c.Set(m.key, s)
-	c.Next()
-	s.finish()
+	return s
 }
 
 // storeContext returns the context for one store call. Writes are not
