@@ -41,8 +41,9 @@ var (
 // implementation does the same work without allocating.
 type cookieCodec struct {
 	name   string
-	macs   []*sync.Pool // one pool of keyed HMACs per key, current key first
-	attrs  string       // "; Path=/; HttpOnly; ..." without Max-Age
+	prefix []byte    // name + "|", the start of every signed message
+	pool   sync.Pool // of *macState
+	attrs  string    // "; Path=/; HttpOnly; ..." without Max-Age
 	maxAge time.Duration
 	window int64 // seconds a cookie is accepted after it was issued
 }
@@ -60,10 +61,13 @@ func newCookieCodec(cfg *config, secret []byte) *cookieCodec {
 	keys := append([][]byte{secret}, cfg.previousKeys...)
 	// A cookie is issued when its session is created or regenerated, so a
 	// cookie older than the lifetime cannot name a live session.
-	cc := &cookieCodec{name: cfg.cookieName, maxAge: cfg.maxAge, window: int64(cfg.lifetime/time.Second) + 1}
-	for _, k := range keys {
-		key := deriveKey(k)
-		cc.macs = append(cc.macs, &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }})
+	cc := &cookieCodec{name: cfg.cookieName, prefix: []byte(cfg.cookieName + "|"), maxAge: cfg.maxAge, window: int64(cfg.lifetime/time.Second) + 1}
+	cc.pool.New = func() any {
+		st := &macState{}
+		for _, k := range keys {
+			st.h = append(st.h, hmac.New(sha256.New, deriveKey(k)))
+		}
+		return st
 	}
 	var b strings.Builder
 	if cfg.path != "" {
@@ -95,15 +99,22 @@ func newCookieCodec(cfg *config, secret []byte) *cookieCodec {
 	return cc
 }
 
-// sign computes the MAC of "name|msg" with key number k into out.
-func (cc *cookieCodec) sign(k int, msg []byte, out *[sha256.Size]byte) {
-	h := cc.macs[k].Get().(hash.Hash)
+// macState is the scratch space of one encode or decode: keyed HMACs and
+// buffers, pooled so that checking a cookie allocates nothing.
+type macState struct {
+	h        []hash.Hash // one per key, current first
+	src, raw [maxCookieLen]byte
+	sum      [sha256.Size]byte
+	id       [64]byte
+}
+
+// sign computes the MAC of "name|msg" with key number k into st.sum.
+func (cc *cookieCodec) sign(st *macState, k int, msg []byte) []byte {
+	h := st.h[k]
 	h.Reset()
-	h.Write([]byte(cc.name))
-	h.Write([]byte{'|'})
+	h.Write(cc.prefix)
 	h.Write(msg)
-	h.Sum(out[:0])
-	cc.macs[k].Put(h)
+	return h.Sum(st.sum[:0])
 }
 
 // decode checks a cookie value and returns the session ID it carries, and
@@ -114,12 +125,13 @@ func (cc *cookieCodec) decode(value string) (id string, old bool, err error) {
 	if len(value) > maxCookieLen {
 		return "", false, errCookieTooLong
 	}
-	var src, raw [maxCookieLen]byte
-	n, err := base64.URLEncoding.Decode(raw[:], src[:copy(src[:], value)])
+	st := cc.pool.Get().(*macState)
+	defer cc.pool.Put(st)
+	n, err := base64.URLEncoding.Decode(st.raw[:], st.src[:copy(st.src[:], value)])
 	if err != nil {
 		return "", false, errCookieFormat
 	}
-	b := raw[:n]
+	b := st.raw[:n]
 	// "timestamp|value|mac", the mac being the last 32 bytes.
 	if len(b) < sha256.Size+4 || b[len(b)-sha256.Size-1] != '|' {
 		return "", false, errCookieFormat
@@ -131,10 +143,8 @@ func (cc *cookieCodec) decode(value string) (id string, old bool, err error) {
 	}
 	ts, val := msg[:bar], msg[bar+1:]
 	k, ok := -1, false
-	var sum [sha256.Size]byte
-	for i := range cc.macs {
-		cc.sign(i, msg, &sum)
-		if hmac.Equal(sum[:], mac) {
+	for i := range st.h {
+		if hmac.Equal(cc.sign(st, i, msg), mac) {
 			k, ok = i, true
 			break
 		}
@@ -152,25 +162,24 @@ func (cc *cookieCodec) decode(value string) (id string, old bool, err error) {
 	if issued < time.Now().Unix()-cc.window {
 		return "", false, errCookieExpired
 	}
-	var idb [64]byte
-	m, err := base64.URLEncoding.Decode(idb[:], val)
-	if err != nil || !validID(idb[:m]) {
+	m, err := base64.URLEncoding.Decode(st.id[:], val)
+	if err != nil || !validID(st.id[:m]) {
 		return "", false, errCookieID
 	}
-	return string(idb[:m]), k > 0, nil
+	return string(st.id[:m]), k > 0, nil
 }
 
 // encode signs id under the current key.
 func (cc *cookieCodec) encode(id string, now time.Time) string {
-	var msg [96]byte
-	b := strconv.AppendInt(msg[:0], now.Unix(), 10)
+	st := cc.pool.Get().(*macState)
+	defer cc.pool.Put(st)
+	b := strconv.AppendInt(st.raw[:0], now.Unix(), 10)
 	b = append(b, '|')
 	b = base64.URLEncoding.AppendEncode(b, []byte(id))
-	var sum [sha256.Size]byte
-	cc.sign(0, b, &sum)
+	sum := cc.sign(st, 0, b)
 	b = append(b, '|')
-	b = append(b, sum[:]...)
-	return base64.URLEncoding.EncodeToString(b)
+	b = append(b, sum...)
+	return string(base64.URLEncoding.AppendEncode(st.src[:0], b))
 }
 
 // find returns up to maxCandidates values of cookies named cc.name in the

@@ -20,7 +20,8 @@ func newID() string {
 	// crypto/rand.Read never returns an error; it crashes the program
 	// irrecoverably if the system's random source fails.
 	_, _ = rand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	var out [64]byte
+	return string(base64.RawURLEncoding.AppendEncode(out[:0], b[:]))
 }
 
 // validID reports whether s has the exact shape of an ID made by newID, so

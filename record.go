@@ -59,7 +59,9 @@ type entryIter struct {
 
 func (rec record) iter() entryIter {
 	it := entryIter{r: reader{b: rec.entries}}
-	it.n = int(it.r.uvarint())
+	if len(rec.entries) > 0 {
+		it.n = int(it.r.uvarint())
+	}
 	return it
 }
 

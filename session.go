@@ -58,6 +58,10 @@ type Session struct {
 
 	changes []change
 	arena   []byte // backing store of the encoded values in changes
+
+	// Inline storage for the common small request, saving allocations.
+	changeBuf [4]change
+	arenaBuf  [96]byte
 	cleared bool
 	dirty   bool
 	setErr  error // first value that could not be encoded
@@ -123,7 +127,7 @@ func (s *Session) load() {
 		s.err = fmt.Errorf("%w: load session %s: %w", ErrStore, logID(id), err)
 		return
 	case !found || (!exp.IsZero() && !exp.After(now)):
-		m.debug(s.c, "session ID not in store, starting a fresh session", slog.String("session", logID(id)))
+		m.debugSession(s.c, "session ID not in store, starting a fresh session", id)
 		s.fresh()
 		return
 	}
@@ -138,7 +142,7 @@ func (s *Session) load() {
 	}
 	created := time.Unix(0, rec.created)
 	if !created.Add(m.cfg.lifetime).After(now) {
-		m.debug(s.c, "session lifetime over, starting a fresh session", slog.String("session", logID(id)))
+		m.debugSession(s.c, "session lifetime over, starting a fresh session", id)
 		ctx, cancel := m.storeContext(s.c, true)
 		if err := m.store.Delete(ctx, id); err != nil {
 			m.cfg.logger.LogAttrs(s.c.Request.Context(), slog.LevelWarn, "could not delete expired session",
@@ -255,6 +259,9 @@ func (s *Session) set(key string, v any) {
 		s.setErr = ErrRequestDone
 		return
 	}
+	if s.arena == nil {
+		s.arena = s.arenaBuf[:0]
+	}
 	start := len(s.arena)
 	arena, err := s.m.cfg.codec.Append(s.arena, v)
 	if err != nil {
@@ -269,6 +276,9 @@ func (s *Session) set(key string, v any) {
 
 func (s *Session) putChange(ch change) {
 	s.dirty = true
+	if s.changes == nil {
+		s.changes = s.changeBuf[:0]
+	}
 	for i := range s.changes {
 		if s.changes[i].key == ch.key {
 			s.changes[i] = ch
@@ -424,7 +434,7 @@ func (s *Session) Regenerate() error {
 		s.oldID = s.id
 	}
 	s.id, s.needCookie, s.dirty = newID(), true, true
-	s.m.cfg.logger.LogAttrs(s.c.Request.Context(), slog.LevelDebug, "session regenerated", slog.String("session", logID(s.id)))
+	s.m.debugSession(s.c, "session regenerated", s.id)
 	return nil
 }
 
@@ -456,7 +466,7 @@ func (s *Session) Destroy() error {
 			return fmt.Errorf("%w: destroy session %s: %w", ErrStore, logID(id), err)
 		}
 	}
-	s.m.cfg.logger.LogAttrs(s.c.Request.Context(), slog.LevelDebug, "session destroyed", slog.String("session", logID(s.id)))
+	s.m.debugSession(s.c, "session destroyed", s.id)
 	s.oldID, s.needCookie, s.reissue = "", false, false
 	s.fresh()
 	s.expireCookie = s.hadCookie
@@ -566,11 +576,13 @@ func (s *Session) commit(headersSent bool) error {
 			return fmt.Errorf("%w: save session %s: %w", ErrStore, logID(s.id), err)
 		}
 		if s.isNew && !s.stored {
-			m.cfg.logger.LogAttrs(s.c.Request.Context(), slog.LevelDebug, "session created", slog.String("session", logID(s.id)))
+			m.debugSession(s.c, "session created", s.id)
 		}
 		s.stored, s.expires, s.refreshed = true, exp, true
 		s.raw = buf
 		s.rec, _ = parseRecord(buf)
+		// The saved record now holds the values: drop the changes, without
+		// reusing the arena, whose bytes the new record may still share.
 		s.changes, s.arena, s.cleared, s.dirty = nil, nil, false, false
 		if s.oldID != "" {
 			if err := m.store.Delete(ctx, s.oldID); err != nil {

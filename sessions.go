@@ -108,7 +108,7 @@ func (m *manager) attach(c *gin.Context) *Session {
 // leaves is still recorded; every call is bounded by WithStoreTimeout.
 func (m *manager) storeContext(c *gin.Context, write bool) (context.Context, context.CancelFunc) {
 	ctx := c.Request.Context()
-	if write {
+	if write && ctx.Done() != nil {
 		ctx = context.WithoutCancel(ctx)
 	}
 	if m.cfg.storeTimeout > 0 {
@@ -150,6 +150,15 @@ func (m *manager) debug(c *gin.Context, msg string, attrs ...slog.Attr) {
 	ctx := c.Request.Context()
 	if m.cfg.logger.Enabled(ctx, slog.LevelDebug) {
 		m.cfg.logger.LogAttrs(ctx, slog.LevelDebug, msg, attrs...)
+	}
+}
+
+// debugSession logs a session event at debug level, computing the ID's
+// hash only when debug logging is on.
+func (m *manager) debugSession(c *gin.Context, msg, id string) {
+	ctx := c.Request.Context()
+	if m.cfg.logger.Enabled(ctx, slog.LevelDebug) {
+		m.cfg.logger.LogAttrs(ctx, slog.LevelDebug, msg, slog.String("session", logID(id)))
 	}
 }
 

@@ -37,9 +37,9 @@ type Store interface {
 	Load(ctx context.Context, id string) (data []byte, expiresAt time.Time, found bool, err error)
 
 	// Save stores data under id, replacing whatever was stored there, so that
-	// it can be loaded until expiresAt and not after. The store must not keep
-	// data after Save returns (the caller reuses the buffer): a store that
-	// holds bytes in memory copies them.
+	// it can be loaded until expiresAt and not after. The caller never
+	// modifies data once it has been passed to Save, so a store that keeps
+	// bytes in memory may keep this very slice instead of a copy.
 	//
 	// expiresAt is always in the future when the middleware calls Save. A
 	// store whose expiry has coarser precision rounds it up, never down.

@@ -126,14 +126,13 @@ func (s *Store) Load(ctx context.Context, id string) ([]byte, time.Time, bool, e
 	return e.data, time.Unix(0, e.exp), true, nil
 }
 
-// Save stores a copy of data under id until expiresAt.
+// Save stores data under id until expiresAt. It keeps the slice itself, as
+// the Store contract allows: the caller never modifies it afterwards.
 func (s *Store) Save(ctx context.Context, id string, data []byte, expiresAt time.Time) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("memstore: save: %w", err)
 	}
-	cp := make([]byte, len(data))
-	copy(cp, data)
-	e := entry{data: cp, exp: expiresAt.UnixNano()}
+	e := entry{data: data, exp: expiresAt.UnixNano()}
 	sh := s.s.shard(id)
 	sh.mu.Lock()
 	if _, exists := sh.m[id]; !exists && s.s.perShard > 0 && len(sh.m) >= s.s.perShard {
