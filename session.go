@@ -62,9 +62,9 @@ type Session struct {
 	// Inline storage for the common small request, saving allocations.
 	changeBuf [4]change
 	arenaBuf  [96]byte
-	cleared bool
-	dirty   bool
-	setErr  error // first value that could not be encoded
+	cleared   bool
+	dirty     bool
+	setErr    error // first value that could not be encoded
 
 	refreshed    bool   // saved or touched during this request
 	needCookie   bool   // the client does not have this ID yet
