@@ -591,9 +591,7 @@ func (s *Session) commit(headersSent bool) error {
 			s.oldID = ""
 		}
 		if !headersSent && (s.needCookie || s.reissue || m.cfg.maxAge > 0) {
-			if err := s.setCookie(h, now); err != nil {
-				return err
-			}
+			s.setCookie(h, now)
 		}
 		s.expireCookie = false
 		return nil
@@ -611,14 +609,12 @@ func (s *Session) commit(headersSent bool) error {
 				return err
 			}
 			if m.cfg.maxAge > 0 && !headersSent {
-				if err := s.setCookie(h, now); err != nil {
-					return err
-				}
+				s.setCookie(h, now)
 			}
 		}
 	}
 	if s.reissue && !headersSent {
-		return s.setCookie(h, now)
+		s.setCookie(h, now)
 	}
 	return nil
 }
@@ -642,10 +638,10 @@ func (s *Session) touch(exp time.Time) error {
 	return nil
 }
 
-func (s *Session) setCookie(h map[string][]string, now time.Time) error {
+// setCookie adds the session's cookie, signed under the current key.
+func (s *Session) setCookie(h map[string][]string, now time.Time) {
 	s.m.cookie.set(h, s.m.cookie.encode(s.id, now), now)
 	s.needCookie, s.reissue = false, false
-	return nil
 }
 
 // commitBeforeHeaders runs when the handler is about to send the headers.
