@@ -1,0 +1,373 @@
+package memcachestore_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bradfitz/gomemcache/memcache"
+	"github.com/fastsession/sessions"
+	"github.com/fastsession/sessions/store/memcachestore"
+	"github.com/fastsession/sessions/store/storetest"
+)
+
+const howToStart = "memcached -d -u root -l 127.0.0.1 -p 11211 -m 128 (or set FASTSESSION_MEMCACHED_ADDR)"
+
+func addr() string {
+	if a := os.Getenv("FASTSESSION_MEMCACHED_ADDR"); a != "" {
+		return a
+	}
+	return "127.0.0.1:11211"
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// client returns a client of the test server, skipping the test (failing it
+// under CI) when the server does not answer a ping.
+func client(t *testing.T) *memcache.Client {
+	t.Helper()
+	c := memcache.New(addr())
+	c.Timeout = 2 * time.Second
+	c.MaxIdleConns = 16
+	ping := memcache.New(addr())
+	ping.Timeout = 500 * time.Millisecond
+	err := ping.Ping()
+	ping.Close()
+	if err != nil {
+		storetest.Unreachable(t, "memcached at "+addr(), howToStart, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// runPrefix returns a key prefix private to this test run.
+func runPrefix(t *testing.T) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return "fastsession-test-" + hex.EncodeToString(b[:]) + ":"
+}
+
+// tracked forwards to a Store and remembers the IDs saved through it, so that
+// the test can delete their keys at the end (memcached cannot list keys by
+// prefix). Like the Store, it does not implement sessions.Toucher.
+type tracked struct {
+	s   *memcachestore.Store
+	mu  sync.Mutex
+	ids map[string]struct{}
+}
+
+func track(t *testing.T, c *memcache.Client, prefix string, s *memcachestore.Store) *tracked {
+	tr := &tracked{s: s, ids: map[string]struct{}{}}
+	t.Cleanup(func() {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		for id := range tr.ids {
+			if err := c.Delete(prefix + id); err != nil && !errors.Is(err, memcache.ErrCacheMiss) {
+				t.Errorf("cleanup: delete %s...: %v", (prefix + id)[:len(prefix)+6], err)
+			}
+		}
+	})
+	return tr
+}
+
+func (tr *tracked) Load(ctx context.Context, id string) ([]byte, time.Time, bool, error) {
+	return tr.s.Load(ctx, id)
+}
+
+func (tr *tracked) Save(ctx context.Context, id string, data []byte, exp time.Time) error {
+	tr.mu.Lock()
+	tr.ids[id] = struct{}{}
+	tr.mu.Unlock()
+	return tr.s.Save(ctx, id, data, exp)
+}
+
+func (tr *tracked) Delete(ctx context.Context, id string) error { return tr.s.Delete(ctx, id) }
+
+// deleteKeys removes the given raw keys when t ends.
+func deleteKeys(t *testing.T, c *memcache.Client, keys ...string) {
+	t.Cleanup(func() {
+		for _, k := range keys {
+			if err := c.Delete(k); err != nil && !errors.Is(err, memcache.ErrCacheMiss) {
+				t.Errorf("cleanup: delete %s: %v", k, err)
+			}
+		}
+	})
+}
+
+func TestContract(t *testing.T) {
+	c := client(t)
+	prefix := runPrefix(t)
+	s := memcachestore.New(c, memcachestore.WithKeyPrefix(prefix))
+	if _, ok := any(s).(sessions.Toucher); ok {
+		t.Fatal("the store implements sessions.Toucher; it must not (the expiry in the value would go stale)")
+	}
+	tr := track(t, c, prefix, s)
+	storetest.Run(t, func(t *testing.T) sessions.Store { return tr })
+}
+
+// TestKeyPrefix: the item lives under prefix+ID, and its value is the
+// expiry in Unix milliseconds (big-endian, rounded up) followed by the data.
+func TestKeyPrefix(t *testing.T) {
+	c := client(t)
+	prefix := runPrefix(t)
+	s := memcachestore.New(c, memcachestore.WithKeyPrefix(prefix))
+	id := storetest.NewID()
+	deleteKeys(t, c, prefix+id)
+
+	exp := time.Now().Add(time.Hour).Truncate(time.Millisecond).Add(time.Microsecond)
+	if err := s.Save(ctx(t), id, []byte("under the prefix"), exp); err != nil {
+		t.Fatal(err)
+	}
+	it, err := c.Get(prefix + id)
+	if err != nil {
+		t.Fatalf("Get(%q): %v", prefix+id, err)
+	}
+	if len(it.Value) < 8 || string(it.Value[8:]) != "under the prefix" {
+		t.Fatalf("raw value %q: want 8 bytes of expiry then the data", it.Value)
+	}
+	wantMs := exp.Truncate(time.Millisecond).Add(time.Millisecond).UnixMilli()
+	if got := int64(binary.BigEndian.Uint64(it.Value[:8])); got != wantMs {
+		t.Fatalf("stored expiry %d ms, want %d (rounded up)", got, wantMs)
+	}
+	_, gotExp, found, err := s.Load(ctx(t), id)
+	if err != nil || !found || gotExp.UnixMilli() != wantMs {
+		t.Fatalf("Load: found=%v exp=%v err=%v, want expiry %d ms", found, gotExp, err, wantMs)
+	}
+
+	// The default prefix is used when none is given.
+	d := memcachestore.New(c)
+	id2 := storetest.NewID()
+	deleteKeys(t, c, memcachestore.DefaultKeyPrefix+id2)
+	if err := d.Save(ctx(t), id2, []byte("default"), time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Get("fastsession:" + id2); err != nil {
+		t.Fatalf("Get under the default prefix: %v", err)
+	}
+	// A store with another prefix does not see it.
+	if _, _, found, err := s.Load(ctx(t), id2); err != nil || found {
+		t.Fatalf("Load through another prefix: found=%v err=%v", found, err)
+	}
+}
+
+// TestGarbage: values that are not what the store writes load as not found,
+// without a panic.
+func TestGarbage(t *testing.T) {
+	c := client(t)
+	prefix := runPrefix(t)
+	s := memcachestore.New(c, memcachestore.WithKeyPrefix(prefix))
+	past := make([]byte, 8)
+	binary.BigEndian.PutUint64(past, uint64(time.Now().Add(-time.Minute).UnixMilli()))
+	for name, v := range map[string][]byte{
+		"empty":            {},
+		"short":            []byte("xy"),
+		"seven bytes":      []byte("1234567"),
+		"zero expiry":      make([]byte, 8),
+		"past expiry":      append(past, "data"...),
+		"negative expiry":  append([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, "data"...),
+		"min int64 expiry": append([]byte{0x80, 0, 0, 0, 0, 0, 0, 0}, "data"...),
+	} {
+		id := storetest.NewID()
+		deleteKeys(t, c, prefix+id)
+		if err := c.Set(&memcache.Item{Key: prefix + id, Value: v, Expiration: 60}); err != nil {
+			t.Fatal(err)
+		}
+		data, _, found, err := s.Load(ctx(t), id)
+		if err != nil || found || data != nil {
+			t.Errorf("%s value: found=%v data=%q err=%v, want not found", name, found, data, err)
+		}
+	}
+}
+
+// metaTTL asks the server directly (meta get, "mg <key> t") for the seconds
+// an item has left; -1 means no expiration.
+func metaTTL(t *testing.T, key string) int {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr(), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := fmt.Fprintf(conn, "mg %s t\r\n", key); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(line)
+	if len(f) < 2 || f[0] != "HD" || !strings.HasPrefix(f[1], "t") {
+		t.Fatalf("mg %s t: %q", key, line)
+	}
+	n, err := strconv.Atoi(f[1][1:])
+	if err != nil {
+		t.Fatalf("mg %s t: %q", key, line)
+	}
+	return n
+}
+
+// TestServerExpiration: the item's memcached expiration is never earlier
+// than the session's expiry, both for a relative expiration (up to 30 days)
+// and for an absolute one (beyond).
+func TestServerExpiration(t *testing.T) {
+	c := client(t)
+	prefix := runPrefix(t)
+	s := memcachestore.New(c, memcachestore.WithKeyPrefix(prefix))
+	for _, d := range []time.Duration{
+		10*time.Minute + 300*time.Millisecond,
+		29 * 24 * time.Hour,
+		40*24*time.Hour + 500*time.Millisecond,
+	} {
+		id := storetest.NewID()
+		deleteKeys(t, c, prefix+id)
+		exp := time.Now().Add(d)
+		if err := s.Save(ctx(t), id, []byte("x"), exp); err != nil {
+			t.Fatal(err)
+		}
+		ttl := metaTTL(t, prefix+id)
+		left := time.Until(exp)
+		if float64(ttl) < left.Seconds()-1 {
+			t.Errorf("expiry in %v: memcached drops the item in %ds, before the session expires", d, ttl)
+		}
+		if float64(ttl) > left.Seconds()+3 {
+			t.Errorf("expiry in %v: memcached keeps the item %ds, far beyond the session's expiry", d, ttl)
+		}
+	}
+}
+
+// TestPastExpiry: a Save with an expiry already passed leaves nothing behind,
+// not even an older value.
+func TestPastExpiry(t *testing.T) {
+	c := client(t)
+	prefix := runPrefix(t)
+	s := memcachestore.New(c, memcachestore.WithKeyPrefix(prefix))
+	id := storetest.NewID()
+	deleteKeys(t, c, prefix+id)
+	if err := s.Save(ctx(t), id, []byte("old"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(ctx(t), id, []byte("new"), time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, found, err := s.Load(ctx(t), id); err != nil || found {
+		t.Fatalf("after a Save in the past: found=%v err=%v", found, err)
+	}
+	if _, err := c.Get(prefix + id); !errors.Is(err, memcache.ErrCacheMiss) {
+		t.Fatalf("raw Get after a Save in the past: %v, want a cache miss", err)
+	}
+}
+
+// TestUnusableID: an ID that cannot be part of a memcached key is not found,
+// cannot be saved, and deletes without error.
+func TestUnusableID(t *testing.T) {
+	c := client(t)
+	s := memcachestore.New(c, memcachestore.WithKeyPrefix(runPrefix(t)))
+	for _, id := range []string{"has space", "line\nbreak", strings.Repeat("a", 300)} {
+		if _, _, found, err := s.Load(ctx(t), id); err != nil || found {
+			t.Errorf("Load(%.10q): found=%v err=%v", id, found, err)
+		}
+		if err := s.Save(ctx(t), id, []byte("x"), time.Now().Add(time.Hour)); !errors.Is(err, memcache.ErrMalformedKey) {
+			t.Errorf("Save(%.10q): %v, want an error wrapping memcache.ErrMalformedKey", id, err)
+		}
+		if err := s.Delete(ctx(t), id); err != nil {
+			t.Errorf("Delete(%.10q): %v", id, err)
+		}
+	}
+}
+
+// TestClosedPort: a store whose server refuses connections returns wrapped
+// errors, not panics. No server is needed.
+func TestClosedPort(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := l.Addr().String()
+	l.Close()
+
+	c := memcache.New(a)
+	c.Timeout = time.Second
+	t.Cleanup(func() { c.Close() })
+	s := memcachestore.New(c)
+	id := storetest.NewID()
+	_, _, found, errLoad := s.Load(ctx(t), id)
+	if found {
+		t.Error("Load from a closed port: found")
+	}
+	errs := map[string]error{
+		"Load":   errLoad,
+		"Save":   s.Save(ctx(t), id, []byte("x"), time.Now().Add(time.Hour)),
+		"Delete": s.Delete(ctx(t), id),
+	}
+	for name, err := range errs {
+		var opErr *net.OpError
+		if !errors.As(err, &opErr) {
+			t.Errorf("%s from a closed port: %v, want an error wrapping the *net.OpError", name, err)
+			continue
+		}
+		if !strings.HasPrefix(err.Error(), "memcachestore: ") {
+			t.Errorf("%s from a closed port: %q, want it prefixed with the package name", name, err)
+		}
+	}
+}
+
+func TestInvalidPrefixPanics(t *testing.T) {
+	for _, p := range []string{"has space:", "tab\t", "nl\n", "del\x7f", strings.Repeat("p", memcachestore.MaxKeyPrefixLen+1)} {
+		func() {
+			defer func() {
+				r := recover()
+				if r == nil {
+					t.Errorf("WithKeyPrefix(%.20q) did not panic", p)
+					return
+				}
+				if msg, _ := r.(string); !strings.HasPrefix(msg, "memcachestore: ") {
+					t.Errorf("WithKeyPrefix(%.20q) panicked with %v, want a message prefixed with the package name", p, r)
+				}
+			}()
+			memcachestore.WithKeyPrefix(p)
+		}()
+	}
+	// The longest prefix allowed still leaves room for an ID: keys stay valid.
+	memcachestore.WithKeyPrefix(strings.Repeat("p", memcachestore.MaxKeyPrefixLen))
+	memcachestore.WithKeyPrefix("")
+
+	defer func() {
+		if r := recover(); r == nil {
+			t.Error("New(nil) did not panic")
+		}
+	}()
+	memcachestore.New(nil)
+}
+
+// TestLongestPrefix: with the longest prefix, a session ID of the
+// middleware's length still makes a valid key.
+func TestLongestPrefix(t *testing.T) {
+	c := client(t)
+	prefix := runPrefix(t)
+	prefix += strings.Repeat("p", memcachestore.MaxKeyPrefixLen-len(prefix))
+	s := memcachestore.New(c, memcachestore.WithKeyPrefix(prefix))
+	id := storetest.NewID()
+	deleteKeys(t, c, prefix+id)
+	if err := s.Save(ctx(t), id, []byte("x"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatalf("Save with a %d-byte prefix: %v", len(prefix), err)
+	}
+	if _, _, found, err := s.Load(ctx(t), id); err != nil || !found {
+		t.Fatalf("Load with a %d-byte prefix: found=%v err=%v", len(prefix), found, err)
+	}
+}
