@@ -119,9 +119,10 @@ func (cc *cookieCodec) sign(st *macState, k int, msg []byte) []byte {
 
 // decode checks a cookie value and returns the session ID it carries, and
 // whether it was signed with a previous key (it should then be re-issued).
+// now is the current Unix time.
 // Everything is checked before anything is allocated: only the returned ID
 // is.
-func (cc *cookieCodec) decode(value string) (id string, old bool, err error) {
+func (cc *cookieCodec) decode(value string, now int64) (id string, old bool, err error) {
 	if len(value) > maxCookieLen {
 		return "", false, errCookieTooLong
 	}
@@ -159,7 +160,7 @@ func (cc *cookieCodec) decode(value string) (id string, old bool, err error) {
 		}
 		issued = issued*10 + int64(c-'0')
 	}
-	if issued < time.Now().Unix()-cc.window {
+	if issued < now-cc.window {
 		return "", false, errCookieExpired
 	}
 	m, err := base64.URLEncoding.Decode(st.id[:], val)

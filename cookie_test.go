@@ -79,7 +79,7 @@ func TestBadCookiesGiveAFreshSession(t *testing.T) {
 	now := time.Now().Unix()
 	// The forged cookies name the genuine, stored session: accepting any of
 	// them would show as "false N" instead of a fresh session.
-	realID, _, err := newCookieCodec(&config{cookieName: "sid", lifetime: time.Hour}, cookieTestKey).decode(good.Value)
+	realID, _, err := newCookieCodec(&config{cookieName: "sid", lifetime: time.Hour}, cookieTestKey).decode(good.Value, time.Now().Unix())
 	require.NoError(t, err)
 	require.Equal(t, "false 3", func() string { b, _ := visit(craft("sid", cookieTestKey, now, realID)); return b }(),
 		"a correctly crafted cookie for the stored ID is accepted")
@@ -120,7 +120,7 @@ func TestBadCookiesGiveAFreshSession(t *testing.T) {
 	body, ck := visit(unknown)
 	assert.Equal(t, "true 1", body)
 	require.NotNil(t, ck)
-	id, _, err := newCookieCodec(&config{cookieName: "sid", lifetime: time.Hour}, cookieTestKey).decode(ck.Value)
+	id, _, err := newCookieCodec(&config{cookieName: "sid", lifetime: time.Hour}, cookieTestKey).decode(ck.Value, time.Now().Unix())
 	require.NoError(t, err)
 	assert.NotEqual(t, realID, id, "session fixation: a new ID is minted")
 	_, _, found, _ := st.Load(t.Context(), realID)
@@ -145,7 +145,7 @@ func TestCraftMatchesTheRealEncoding(t *testing.T) {
 	// bad-cookie cases would prove nothing.
 	cc := newCookieCodec(&config{cookieName: "sid", lifetime: time.Hour}, cookieTestKey)
 	id := newID()
-	got, old, err := cc.decode(craft("sid", cookieTestKey, time.Now().Unix(), id))
+	got, old, err := cc.decode(craft("sid", cookieTestKey, time.Now().Unix(), id), time.Now().Unix())
 	require.NoError(t, err)
 	assert.False(t, old)
 	assert.Equal(t, id, got)
@@ -164,7 +164,7 @@ func TestCookieFormatInteroperatesWithSecurecookie(t *testing.T) {
 		// securecookie -> ours
 		v, err := ref.Encode("sid", []byte(id))
 		require.NoError(t, err)
-		back, old, err := cc.decode(v)
+		back, old, err := cc.decode(v, time.Now().Unix())
 		require.NoError(t, err)
 		assert.False(t, old)
 		assert.Equal(t, id, back)
@@ -174,6 +174,6 @@ func TestCookieFormatInteroperatesWithSecurecookie(t *testing.T) {
 	other.SetSerializer(securecookie.NopEncoder{})
 	v, err := other.Encode("sid", []byte(newID()))
 	require.NoError(t, err)
-	_, _, err = cc.decode(v)
+	_, _, err = cc.decode(v, time.Now().Unix())
 	assert.ErrorIs(t, err, errCookieMAC)
 }

@@ -53,6 +53,7 @@ type Session struct {
 	hadCookie bool   // the request carried a validly signed cookie
 	raw       []byte // the stored record, as loaded or last saved
 	rec       record
+	loadedAt  time.Time // when the session was loaded: "now" for reads
 	created   time.Time
 	expires   time.Time // the store's expiry of the stored session; zero if unknown
 
@@ -102,12 +103,14 @@ func (s *Session) usable() bool { return s.inert == nil && s.state == loaded }
 func (s *Session) load() {
 	s.state = loaded
 	m := s.m
+	now := time.Now()
+	s.loadedAt = now
 	var vals [maxCandidates]string
 	id := ""
 	old := false
 	for i, n := 0, m.cookie.find(s.c.Request.Header, &vals); i < n; i++ {
 		var err error
-		if id, old, err = m.cookie.decode(vals[i]); err == nil {
+		if id, old, err = m.cookie.decode(vals[i], now.Unix()); err == nil {
 			break
 		}
 		m.debug(s.c, "session cookie rejected", slog.String("reason", err.Error()))
@@ -120,7 +123,6 @@ func (s *Session) load() {
 	ctx, cancel := m.storeContext(s.c, false)
 	data, exp, found, err := m.store.Load(ctx, id)
 	cancel()
-	now := time.Now()
 	switch {
 	case err != nil:
 		s.state = failed
@@ -161,7 +163,7 @@ func (s *Session) load() {
 func (s *Session) fresh() {
 	s.id, s.isNew, s.stored = "", true, false
 	s.raw, s.rec = nil, record{}
-	s.created = time.Now()
+	s.created = s.loadedAt
 	s.expires = time.Time{}
 	s.changes, s.arena = nil, s.arena[:0]
 	s.cleared, s.dirty = false, false
@@ -556,9 +558,9 @@ func (s *Session) commit(headersSent bool) error {
 		return s.setErr
 	}
 	m := s.m
-	now := time.Now()
 	h := s.w.Header()
 	if s.dirty {
+		now := time.Now()
 		if s.id == "" {
 			s.id, s.needCookie = newID(), true
 		}
@@ -603,18 +605,17 @@ func (s *Session) commit(headersSent bool) error {
 	if !s.stored {
 		return nil
 	}
-	if m.cfg.idleTimeout > 0 && !s.refreshed {
-		if exp := s.expiry(now); exp.Sub(s.expires) >= m.cfg.touchInterval {
-			if err := s.touch(exp); err != nil {
-				return err
-			}
-			if m.cfg.maxAge > 0 && !headersSent {
-				s.setCookie(h, now)
-			}
+	if m.cfg.idleTimeout > 0 && !s.refreshed && s.expiry(s.loadedAt).Sub(s.expires) >= m.cfg.touchInterval {
+		now := time.Now()
+		if err := s.touch(s.expiry(now)); err != nil {
+			return err
+		}
+		if m.cfg.maxAge > 0 && !headersSent {
+			s.setCookie(h, now)
 		}
 	}
 	if s.reissue && !headersSent {
-		s.setCookie(h, now)
+		s.setCookie(h, time.Now())
 	}
 	return nil
 }
