@@ -38,6 +38,15 @@ var (
 	// ran for the request.
 	ErrNoMiddleware = errors.New("sessions: no session middleware for this context key")
 
+	// ErrLocked reports a request that could not get its session's lock
+	// within the wait set by WithLocking. The default error handler answers
+	// it with 503.
+	ErrLocked = errors.New("sessions: session is locked by another request")
+
+	// ErrNotSupported reports a Manager call that the store cannot serve,
+	// such as listing a user's sessions on a store without a user index.
+	ErrNotSupported = errors.New("sessions: not supported by this store")
+
 	// ErrRequestDone reports a change made after the handler chain returned,
 	// for example from a goroutine that outlived its request. It is not
 	// stored.

@@ -58,6 +58,15 @@ func (s *countingStore) Save(ctx context.Context, id string, data []byte, exp ti
 	return s.Store.Save(ctx, id, data, exp)
 }
 
+// Update counts as a save.
+func (s *countingStore) Update(ctx context.Context, id string, exp time.Time, fn func([]byte) ([]byte, error)) (bool, error) {
+	s.saves.Add(1)
+	if s.down.Load() {
+		return false, errDown
+	}
+	return s.Store.Update(ctx, id, exp, fn)
+}
+
 func (s *countingStore) Delete(ctx context.Context, id string) error {
 	s.deletes.Add(1)
 	if s.down.Load() {

@@ -23,6 +23,7 @@ const (
 	DefaultIdleTimeout = 2 * time.Hour
 	DefaultLifetime    = 24 * time.Hour
 	DefaultMaxSize     = 512 << 10
+	DefaultLockLease   = 30 * time.Second
 )
 
 type config struct {
@@ -49,6 +50,8 @@ type config struct {
 	previousKeys  [][]byte
 	codec         Codec
 	maxSize       int
+	lockWait      time.Duration // 0: no locking
+	lockLease     time.Duration
 	problems      []string
 }
 
@@ -63,6 +66,7 @@ func defaultConfig() config {
 		path:        "/",
 		contextKey:  DefaultContextKey,
 		maxSize:     DefaultMaxSize,
+		lockLease:   DefaultLockLease,
 	}
 }
 
@@ -242,6 +246,39 @@ func WithCodec(codec Codec) Option {
 // was. The default is 512 KiB. It must be positive.
 func WithMaxSize(n int) Option {
 	return func(c *config) { c.maxSize = n }
+}
+
+// WithLocking makes the requests of one session run one at a time: a
+// request that uses its session takes the session's lock before loading it
+// and holds it until the request ends, so read-modify-write handlers (a
+// counter, a list that two tabs append to) lose nothing. A request waits at
+// most wait for the lock; then the error handler answers it (503 by
+// default, with ErrLocked). Off by default: without it, requests of one
+// session run concurrently, and only changes to the same key can be lost
+// (the last save of a key wins; see the README's concurrency section).
+//
+// The store must implement Locker; New panics otherwise. wait must be
+// positive.
+func WithLocking(wait time.Duration) Option {
+	return func(c *config) {
+		if wait <= 0 {
+			c.problem("WithLocking(%v): the wait must be positive", wait)
+		}
+		c.lockWait = wait
+	}
+}
+
+// WithLockLease sets how long a store that keeps locks outside the process
+// (Redis) keeps the lock of a process that died without releasing it. A
+// live holder renews its lock, so the lease does not bound a request's
+// length. The default is 30 seconds. Only used with WithLocking.
+func WithLockLease(lease time.Duration) Option {
+	return func(c *config) {
+		if lease <= 0 {
+			c.problem("WithLockLease(%v): the lease must be positive", lease)
+		}
+		c.lockLease = lease
+	}
 }
 
 // validate checks the whole configuration and fills in derived defaults.

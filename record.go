@@ -101,3 +101,45 @@ func appendEntry(dst []byte, key string, val []byte) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(val)))
 	return append(dst, val...)
 }
+
+// SplitRecord splits the data of a session, as the middleware hands it to
+// Store.Save, into its header and its fields, for a store that keeps the
+// fields of a session separately (see DeltaSaver). The fields' values are
+// sub-slices of data. Data that is not a session gives an error wrapping
+// ErrDecode.
+func SplitRecord(data []byte) (header []byte, fields []Field, err error) {
+	rec, err := parseRecord(data)
+	if err != nil {
+		return nil, nil, err
+	}
+	header = data[:len(data)-len(rec.entries)]
+	it := rec.iter()
+	for k, v, ok := it.next(); ok; k, v, ok = it.next() {
+		fields = append(fields, Field{Key: string(k), Value: v})
+	}
+	return header, fields, nil
+}
+
+// JoinRecord is the inverse of SplitRecord: it builds the data of a session
+// from a header and fields, in any order. A store that keeps fields
+// separately returns its result from Load.
+func JoinRecord(header []byte, fields []Field) []byte {
+	size := len(header) + binary.MaxVarintLen64
+	for _, f := range fields {
+		size += len(f.Key) + len(f.Value) + 2*binary.MaxVarintLen64
+	}
+	buf := append(make([]byte, 0, size), header...)
+	buf = binary.AppendUvarint(buf, uint64(len(fields)))
+	for _, f := range fields {
+		buf = appendEntry(buf, f.Key, f.Value)
+	}
+	return buf
+}
+
+// RecordHeader returns the header of a session created at created and
+// belonging to user ("" for none), for tests of stores that keep fields
+// separately and for tools that build sessions by hand with JoinRecord.
+func RecordHeader(created time.Time, user string) []byte {
+	b := appendRecordHeader(nil, created, user, 0)
+	return b[:len(b)-1] // without the count
+}

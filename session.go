@@ -67,6 +67,11 @@ type Session struct {
 	dirty     bool
 	setErr    error // first value that could not be encoded
 
+	user       string // the session's user (SetUser)
+	linkedUser string // the user index entry known to exist: user ...
+	linkedID   string // ... and session ID
+	unlock     func() // releases the session's lock (WithLocking)
+
 	refreshed    bool   // saved or touched during this request
 	needCookie   bool   // the client does not have this ID yet
 	reissue      bool   // the cookie was signed with a previous key
@@ -120,6 +125,15 @@ func (s *Session) load() {
 		return
 	}
 	s.hadCookie = true
+	if m.locker != nil {
+		unlock, err := m.locker.Lock(s.c.Request.Context(), id, m.cfg.lockWait, m.cfg.lockLease)
+		if err != nil {
+			s.state = failed
+			s.err = fmt.Errorf("%w: session %s: %w", ErrLocked, logID(id), err)
+			return
+		}
+		s.unlock = unlock
+	}
 	ctx, cancel := m.storeContext(s.c, false)
 	data, exp, found, err := m.store.Load(ctx, id)
 	cancel()
@@ -155,6 +169,7 @@ func (s *Session) load() {
 		return
 	}
 	s.id, s.raw, s.rec, s.created, s.expires = id, data, rec, created, exp
+	s.user, s.linkedUser, s.linkedID = rec.user, rec.user, id
 	s.stored, s.reissue = true, old
 }
 
@@ -163,6 +178,7 @@ func (s *Session) load() {
 func (s *Session) fresh() {
 	s.id, s.isNew, s.stored = "", true, false
 	s.raw, s.rec = nil, record{}
+	s.user, s.linkedUser, s.linkedID = "", "", ""
 	s.created = s.loadedAt
 	s.expires = time.Time{}
 	s.changes, s.arena = nil, s.arena[:0]
@@ -457,15 +473,19 @@ func (s *Session) Destroy() error {
 	if s.done {
 		return ErrRequestDone
 	}
+	ctx, cancel := s.m.storeContext(s.c, true)
+	defer cancel()
 	for _, id := range []string{s.oldID, s.id} {
 		if id == "" || (id == s.id && !s.stored) {
 			continue
 		}
-		ctx, cancel := s.m.storeContext(s.c, true)
-		err := s.m.store.Delete(ctx, id)
-		cancel()
-		if err != nil {
+		if err := s.m.store.Delete(ctx, id); err != nil {
 			return fmt.Errorf("%w: destroy session %s: %w", ErrStore, logID(id), err)
+		}
+	}
+	if ui := s.m.userIndex; ui != nil && s.linkedUser != "" {
+		if err := ui.UnlinkUser(ctx, s.linkedUser, s.linkedID); err != nil {
+			return fmt.Errorf("%w: unlink session %s: %w", ErrStore, logID(s.linkedID), err)
 		}
 	}
 	s.m.debugSession(s.c, "session destroyed", s.id)
@@ -474,6 +494,45 @@ func (s *Session) Destroy() error {
 	s.expireCookie = s.hadCookie
 	s.setErr = nil
 	return nil
+}
+
+// SetUser links the session to a user, by an ID of the app's choosing (""
+// unlinks it). Stores that implement UserIndexer then list the session among
+// the user's (see Manager.UserSessions and Manager.DestroyUser, "log out
+// everywhere"). Call it at login, together with Regenerate.
+func (s *Session) SetUser(user string) {
+	s.lock()
+	defer s.mu.Unlock()
+	if !s.usable() || s.user == user {
+		return
+	}
+	if s.done {
+		s.setErr = ErrRequestDone
+		return
+	}
+	s.user, s.dirty = user, true
+}
+
+// User returns the user set with SetUser, or "".
+func (s *Session) User() string {
+	s.lock()
+	defer s.mu.Unlock()
+	if !s.usable() {
+		return ""
+	}
+	return s.user
+}
+
+// Ref returns a reference to the session that is safe to show: a short hash
+// of its ID, the same that Manager.UserSessions reports, so a "your devices"
+// page can mark the current one. It is "" for a session not yet stored.
+func (s *Session) Ref() string {
+	s.lock()
+	defer s.mu.Unlock()
+	if !s.usable() || !s.stored {
+		return ""
+	}
+	return logID(s.id)
 }
 
 // Err reports why the session is unusable: the error of a failed load
@@ -519,7 +578,7 @@ func (s *Session) encode() []byte {
 			size += len(ch.key) + len(ch.val) + 8
 		}
 	}
-	buf := appendRecordHeader(make([]byte, 0, size), s.created, s.rec.user, count)
+	buf := appendRecordHeader(make([]byte, 0, size), s.created, s.user, count)
 	if !s.cleared {
 		it := s.rec.iter()
 		for k, v, ok := it.next(); ok; k, v, ok = it.next() {
@@ -574,15 +633,19 @@ func (s *Session) commit(headersSent bool) error {
 		exp := s.expiry(now)
 		ctx, cancel := m.storeContext(s.c, true)
 		defer cancel()
-		if err := m.store.Save(ctx, s.id, buf, exp); err != nil {
-			return fmt.Errorf("%w: save session %s: %w", ErrStore, logID(s.id), err)
+		found, err := s.persist(ctx, buf, exp)
+		if err != nil {
+			return err
+		}
+		if !found {
+			s.vanished(headersSent)
+			return nil
 		}
 		if s.isNew && !s.stored {
 			m.debugSession(s.c, "session created", s.id)
 		}
 		s.stored, s.expires, s.refreshed = true, exp, true
-		s.raw = buf
-		s.rec, _ = parseRecord(buf)
+		s.rec, _ = parseRecord(s.raw)
 		// The saved record now holds the values: drop the changes, without
 		// reusing the arena, whose bytes the new record may still share.
 		s.changes, s.arena, s.cleared, s.dirty = nil, nil, false, false
@@ -591,6 +654,9 @@ func (s *Session) commit(headersSent bool) error {
 				return fmt.Errorf("%w: delete replaced session %s: %w", ErrStore, logID(s.oldID), err)
 			}
 			s.oldID = ""
+		}
+		if err := s.syncUserIndex(ctx); err != nil {
+			return err
 		}
 		if !headersSent && (s.needCookie || s.reissue || m.cfg.maxAge > 0) {
 			s.setCookie(h, now)
@@ -626,9 +692,14 @@ func (s *Session) touch(exp time.Time) error {
 	ctx, cancel := m.storeContext(s.c, true)
 	defer cancel()
 	var err error
-	if m.toucher != nil {
+	switch {
+	case m.toucher != nil:
 		err = m.toucher.Touch(ctx, s.id, exp)
-	} else {
+	case m.updater != nil:
+		// Rewrite what is stored now, not what this request loaded, so a
+		// concurrent change is not undone.
+		_, err = m.updater.Update(ctx, s.id, exp, func(cur []byte) ([]byte, error) { return cur, nil })
+	default:
 		// Re-save the bytes exactly as loaded.
 		err = m.store.Save(ctx, s.id, s.raw, exp)
 	}
@@ -668,7 +739,11 @@ func (s *Session) finish() {
 		err = s.commit(s.w.sent())
 	}
 	s.done = true
+	unlock := s.unlock
 	s.mu.Unlock()
+	if unlock != nil {
+		unlock()
+	}
 	if err != nil {
 		s.m.fail(s, err)
 	}

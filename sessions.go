@@ -16,13 +16,18 @@ import (
 
 // manager is one configured middleware.
 type manager struct {
-	cfg     config
-	store   Store
-	toucher Toucher
-	cookie  *cookieCodec
-	key     any      // the gin.Context key, as a contextKey
-	inert   *Session // handed to skipped requests; never changes
-	seed    maphash.Seed
+	cfg        config
+	store      Store
+	toucher    Toucher
+	deltaSaver DeltaSaver
+	updater    Updater
+	locker     Locker
+	userIndex  UserIndexer
+	iterator   Iterator
+	cookie     *cookieCodec
+	key        any      // the gin.Context key, as a contextKey
+	inert      *Session // handed to skipped requests; never changes
+	seed       maphash.Seed
 	// attachMu serialises the first Default calls of one request, should
 	// two of its goroutines make them at once.
 	attachMu [16]sync.Mutex
@@ -39,8 +44,13 @@ type manager struct {
 // Each request gets a *Session (read it with Default, or FromContext for a
 // middleware mounted under another context key), loaded only if a handler
 // uses it and saved automatically. See the package documentation for the
-// lifecycle.
+// lifecycle. New(key, opts...) is NewManager(key, opts...).Middleware(); use
+// NewManager to also manage sessions outside requests.
 func New(secretKey []byte, opts ...Option) gin.HandlerFunc {
+	return NewManager(secretKey, opts...).Middleware()
+}
+
+func newManager(secretKey []byte, opts []Option) *manager {
 	cfg := defaultConfig()
 	for _, o := range opts {
 		o(&cfg)
@@ -60,14 +70,19 @@ func New(secretKey []byte, opts ...Option) gin.HandlerFunc {
 		key:    contextKey(cfg.contextKey),
 	}
 	m.toucher, _ = cfg.store.(Toucher)
+	m.deltaSaver, _ = cfg.store.(DeltaSaver)
+	m.updater, _ = cfg.store.(Updater)
+	m.userIndex, _ = cfg.store.(UserIndexer)
+	m.iterator, _ = cfg.store.(Iterator)
+	if cfg.lockWait > 0 {
+		if m.locker, _ = cfg.store.(Locker); m.locker == nil {
+			panic(fmt.Sprintf("sessions.New: WithLocking: the store (%T) does not implement sessions.Locker; use a store that does (memstore, redisstore, pgstore, mysqlstore, sqlitestore) or leave locking off", cfg.store))
+		}
+	}
 	m.inert = &Session{m: m, inert: ErrSkipped}
-	return m.handle
+	return m
 }
 
-// handle runs for every request. It only leaves the manager on the
-// context: the Session, and the writer wrapper that saves it before the
-// headers, are made by the first Default or FromContext call, so a request
-// that never asks for its session pays for nothing else.
 func (m *manager) handle(c *gin.Context) {
 	if m.skip(c) {
 		c.Set(m.key, m.inert)
@@ -75,10 +90,35 @@ func (m *manager) handle(c *gin.Context) {
 		return
 	}
 	c.Set(m.key, m)
+	if m.locker != nil {
+		// A handler that panics saves nothing, but must not keep its
+		// session locked.
+		defer m.release(c)
+	}
 	c.Next()
+	if s := m.session(c); s != nil {
+		s.finish()
+	}
+}
+
+// session returns the request's Session if a handler asked for it.
+func (m *manager) session(c *gin.Context) *Session {
 	if v, ok := c.Get(m.key); ok {
 		if s, ok := v.(*Session); ok && s.m == m {
-			s.finish()
+			return s
+		}
+	}
+	return nil
+}
+
+// release frees the session's lock, if it holds one.
+func (m *manager) release(c *gin.Context) {
+	if s := m.session(c); s != nil {
+		s.mu.Lock()
+		unlock := s.unlock
+		s.mu.Unlock()
+		if unlock != nil {
+			unlock()
 		}
 	}
 }
@@ -165,7 +205,7 @@ func (m *manager) debugSession(c *gin.Context, msg, id string) {
 // DefaultErrorHandler is the error handler used unless WithErrorHandler
 // sets another. If the response has not started, it aborts the chain and
 // answers 503 {"error":"session store unavailable"} when errors.Is(err,
-// ErrStore), or 500 {"error":"session could not be saved"} otherwise. If the
+// ErrStore), 503 {"error":"session busy, try again"} for ErrLocked, or 500 {"error":"session could not be saved"} otherwise. If the
 // response has started it does nothing: the middleware has logged err.
 func DefaultErrorHandler(c *gin.Context, err error) {
 	if c.Writer.Written() {
@@ -173,6 +213,10 @@ func DefaultErrorHandler(c *gin.Context, err error) {
 	}
 	if errors.Is(err, ErrStore) {
 		c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"error": "session store unavailable"})
+		return
+	}
+	if errors.Is(err, ErrLocked) {
+		c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"error": "session busy, try again"})
 		return
 	}
 	c.AbortWithStatusJSON(http.StatusInternalServerError, gin.H{"error": "session could not be saved"})

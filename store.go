@@ -61,3 +61,90 @@ type Toucher interface {
 	// expired) is not an error and stores nothing.
 	Touch(ctx context.Context, id string, expiresAt time.Time) error
 }
+
+// Field is one key of a session with its encoded value, as stores that keep
+// a session's keys separately see it.
+type Field struct {
+	Key   string
+	Value []byte
+}
+
+// Delta is what one request changed in a stored session: applied in order,
+// Clear removes every field, Delete removes the listed keys, and Set writes
+// the listed fields. Header, when not nil, replaces the session's header
+// (see SplitRecord); it changes when the session's user changes.
+type Delta struct {
+	Header []byte
+	Clear  bool
+	Delete []string
+	Set    []Field
+}
+
+// DeltaSaver is an optional interface for a [Store] that keeps each key of
+// a session as its own field (a Redis hash, for example). The middleware
+// saves an existing session through SaveDelta, so two requests of one
+// session that change different keys never undo each other's writes.
+//
+// Load still returns the whole session: JoinRecord builds it from the
+// header and fields that Save stored (SplitRecord splits them).
+type DeltaSaver interface {
+	// SaveDelta applies d atomically to the session stored under id and
+	// sets its expiry to expiresAt. If no live session is stored under id
+	// (it expired, or was destroyed by another request), found is false,
+	// err is nil, and nothing is stored: a delta never resurrects a session.
+	SaveDelta(ctx context.Context, id string, d Delta, expiresAt time.Time) (found bool, err error)
+}
+
+// Updater is an optional interface for a [Store] that can change a stored
+// session atomically, read-modify-write, for example under a row lock in a
+// transaction. The middleware saves an existing session through Update,
+// applying only this request's changes to what is stored now, so two
+// requests of one session that change different keys never undo each
+// other's writes.
+type Updater interface {
+	// Update calls fn with the data stored under id and stores what fn
+	// returns, with expiry expiresAt, atomically with respect to every other
+	// Save, Update and Delete of id. fn may be called more than once (by a
+	// store that retries on conflict) and must not keep current. If fn
+	// returns an error, nothing is stored and Update returns that error. If
+	// no live session is stored under id, fn is not called, found is false,
+	// err is nil, and nothing is stored.
+	Update(ctx context.Context, id string, expiresAt time.Time, fn func(current []byte) ([]byte, error)) (found bool, err error)
+}
+
+// Locker is an optional interface for a [Store] that can serialise the
+// requests of one session. It is used only with [WithLocking].
+type Locker interface {
+	// Lock waits at most wait (and no longer than ctx allows) until it holds
+	// the lock of session id; otherwise it returns an error, wrapping ctx's
+	// error if ctx ended. The lock is then held until unlock is called or
+	// ctx ends, whichever comes first (unlock is idempotent and safe to call
+	// from any goroutine). A store that keeps the lock outside the process
+	// gives it an expiry of lease, renews it while it is held, and stops
+	// renewing when it is released, so the lock of a process that died is
+	// free again at the latest lease later.
+	Lock(ctx context.Context, id string, wait, lease time.Duration) (unlock func(), err error)
+}
+
+// UserIndexer is an optional interface for a [Store] that can list the
+// sessions of a user (see Session.SetUser and Manager).
+type UserIndexer interface {
+	// LinkUser records that session id belongs to user, until expiresAt at
+	// least. The middleware calls it after the session is saved.
+	LinkUser(ctx context.Context, user, id string, expiresAt time.Time) error
+	// UnlinkUser removes the link; a missing link is not an error.
+	UnlinkUser(ctx context.Context, user, id string) error
+	// UserSessions returns the IDs of the live sessions linked to user, in
+	// no particular order. IDs whose session has expired or been deleted
+	// are never returned (a store may prune them as it goes).
+	UserSessions(ctx context.Context, user string) ([]string, error)
+}
+
+// Iterator is an optional interface for a [Store] that can walk every live
+// session (see Manager.Range).
+type Iterator interface {
+	// Range calls fn for each live session, in no particular order, until
+	// fn returns false or every session has been seen. Sessions saved or
+	// deleted while Range runs may or may not be seen. data is read-only.
+	Range(ctx context.Context, fn func(id string, data []byte, expiresAt time.Time) bool) error
+}

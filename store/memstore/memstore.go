@@ -72,11 +72,14 @@ type state struct {
 	stop     chan struct{}
 	once     sync.Once
 	done     chan struct{}
+	locks    lockTable
+	users    userIndex
 }
 
 // Store is an in-memory session store. Create it with New; the zero value is
-// not usable. Its methods are safe for concurrent use. It satisfies the
-// sessions.Store and sessions.Toucher interfaces.
+// not usable. Its methods are safe for concurrent use. It satisfies
+// sessions.Store and the optional sessions.Toucher, Updater, Locker (within
+// the process), UserIndexer and Iterator.
 type Store struct {
 	s *state
 }

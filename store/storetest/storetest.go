@@ -60,6 +60,8 @@ func Run(t *testing.T, newStore func(t *testing.T) sessions.Store) {
 		{"touch moves the expiry without touching the data", testTouch},
 		{"values keep their Go type through the middleware", testTypeFidelity},
 	}
+	tests = append(tests, optionalTests...)
+	tests = append(tests, middlewareTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -1,0 +1,144 @@
+package sessions
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// persist stores the session. A new session, or one under a new ID, is
+// written whole with Save. An existing session is saved through the store's
+// DeltaSaver or Updater when it has one, so that only this request's changes
+// are applied to what is stored now and a concurrent request's changes to
+// other keys survive. found is false when the session vanished from the store
+// during the request (it was destroyed or expired meanwhile); nothing is then
+// written. On success s.raw holds the session as this request last saw it.
+func (s *Session) persist(ctx context.Context, buf []byte, exp time.Time) (found bool, err error) {
+	m := s.m
+	found = true
+	switch {
+	case s.stored && s.oldID == "" && m.deltaSaver != nil:
+		found, err = m.deltaSaver.SaveDelta(ctx, s.id, s.delta(), exp)
+		s.raw = buf
+	case s.stored && s.oldID == "" && m.updater != nil:
+		var next []byte
+		found, err = m.updater.Update(ctx, s.id, exp, func(cur []byte) ([]byte, error) {
+			b, err := s.apply(cur)
+			next = b
+			return b, err
+		})
+		if found && err == nil {
+			s.raw = next
+		}
+	default:
+		err = m.store.Save(ctx, s.id, buf, exp)
+		s.raw = buf
+	}
+	if err != nil {
+		return false, fmt.Errorf("%w: save session %s: %w", ErrStore, logID(s.id), err)
+	}
+	return found, nil
+}
+
+// delta is this request's changes, for a DeltaSaver.
+func (s *Session) delta() Delta {
+	d := Delta{Clear: s.cleared}
+	if s.user != s.rec.user {
+		d.Header = RecordHeader(s.created, s.user)
+	}
+	for _, ch := range s.changes {
+		if ch.del {
+			d.Delete = append(d.Delete, ch.key)
+		} else {
+			d.Set = append(d.Set, Field{Key: ch.key, Value: ch.val})
+		}
+	}
+	return d
+}
+
+// apply returns cur, the session as stored now, with this request's changes
+// applied, for an Updater. It keeps the stored creation time, and the stored
+// user unless this request changed it.
+func (s *Session) apply(cur []byte) ([]byte, error) {
+	rec, err := parseRecord(cur)
+	if err != nil {
+		return nil, fmt.Errorf("stored session unreadable, not overwritten: %w", err)
+	}
+	user := rec.user
+	if s.user != s.rec.user {
+		user = s.user
+	}
+	keep := func(k []byte) bool { return !s.cleared && !s.changed(k) }
+	count, size := 0, len(cur)
+	it := rec.iter()
+	for k, _, ok := it.next(); ok; k, _, ok = it.next() {
+		if keep(k) {
+			count++
+		}
+	}
+	for _, ch := range s.changes {
+		if !ch.del {
+			count++
+			size += len(ch.key) + len(ch.val) + 8
+		}
+	}
+	buf := appendRecordHeader(make([]byte, 0, size+len(user)), timeUnix(rec.created), user, count)
+	it = rec.iter()
+	for k, v, ok := it.next(); ok; k, v, ok = it.next() {
+		if keep(k) {
+			buf = appendEntry(buf, string(k), v)
+		}
+	}
+	for _, ch := range s.changes {
+		if !ch.del {
+			buf = appendEntry(buf, ch.key, ch.val)
+		}
+	}
+	if len(buf) > s.m.cfg.maxSize {
+		return nil, fmt.Errorf("%w: %d bytes encoded, the limit is %d", ErrTooLarge, len(buf), s.m.cfg.maxSize)
+	}
+	return buf, nil
+}
+
+// vanished handles a session that another request destroyed (or that
+// expired) while this one ran: its changes are dropped, since writing them
+// would bring a logged-out session back, and the client's cookie is expired.
+func (s *Session) vanished(headersSent bool) {
+	s.m.cfg.logger.LogAttrs(s.c.Request.Context(), slog.LevelWarn,
+		"session ended by another request while this one ran; its changes are dropped",
+		slog.String("session", logID(s.id)))
+	if s.unlock != nil {
+		s.unlock()
+	}
+	s.oldID, s.needCookie, s.reissue = "", false, false
+	s.fresh()
+	if s.hadCookie && !headersSent {
+		s.m.cookie.expire(s.w.Header())
+	}
+}
+
+// syncUserIndex brings the store's user index in line with the session's
+// user and ID after a save.
+func (s *Session) syncUserIndex(ctx context.Context) error {
+	ui := s.m.userIndex
+	if ui == nil || (s.user == s.linkedUser && s.id == s.linkedID) {
+		return nil
+	}
+	if s.linkedUser != "" {
+		if err := ui.UnlinkUser(ctx, s.linkedUser, s.linkedID); err != nil {
+			return fmt.Errorf("%w: unlink session %s: %w", ErrStore, logID(s.linkedID), err)
+		}
+		s.linkedUser, s.linkedID = "", ""
+	}
+	if s.user != "" {
+		// The link needs to last as long as the session can: its lifetime.
+		if err := ui.LinkUser(ctx, s.user, s.id, s.created.Add(s.m.cfg.lifetime)); err != nil {
+			return fmt.Errorf("%w: link session %s: %w", ErrStore, logID(s.id), err)
+		}
+		s.linkedUser, s.linkedID = s.user, s.id
+	}
+	return nil
+}
+
+func timeUnix(nanos int64) time.Time { return time.Unix(0, nanos) }
