@@ -164,4 +164,3 @@ func (mg *Manager) Range(ctx context.Context, fn func(SessionInfo) bool) error {
 	}
 	return nil
 }
-
