@@ -90,12 +90,14 @@ func (m *manager) handle(c *gin.Context) {
 		return
 	}
 	c.Set(m.key, m)
-	if m.locker != nil {
-		// A handler that panics saves nothing, but must not keep its
-		// session locked.
-		defer m.release(c)
-	}
+	completed := false
+	defer func() {
+		if !completed {
+			m.abandon(c)
+		}
+	}()
 	c.Next()
+	completed = true
 	if s := m.session(c); s != nil {
 		s.finish()
 	}
@@ -111,10 +113,13 @@ func (m *manager) session(c *gin.Context) *Session {
 	return nil
 }
 
-// release frees the session's lock, if it holds one.
-func (m *manager) release(c *gin.Context) {
+// abandon runs when a handler panicked: the session saves nothing (not
+// even when a recovery middleware then writes an error response through the
+// wrapped writer), and its lock, if any, is released.
+func (m *manager) abandon(c *gin.Context) {
 	if s := m.session(c); s != nil {
 		s.mu.Lock()
+		s.done = true
 		unlock := s.unlock
 		s.mu.Unlock()
 		if unlock != nil {
