@@ -30,6 +30,17 @@ for dir in "${modules[@]}"; do
 	fi
 done
 
+# Each fuzz target runs for a bounded time on top of its committed seed
+# corpus (testdata/fuzz), so every run explores new inputs.
+FUZZTIME=${FUZZTIME:-20s}
+for target in $(grep -ho '^func Fuzz[A-Za-z]*' ./*_test.go | cut -d' ' -f2); do
+	echo "== fuzz $target ($FUZZTIME)"
+	if ! go test -run '^$' -fuzz "^$target\$" -fuzztime "$FUZZTIME" . ; then
+		echo "fuzzing $target failed"
+		fail=1
+	fi
+done
+
 if [ "$fail" -ne 0 ]; then
 	echo "FAILED"
 	exit 1
