@@ -50,7 +50,9 @@ func (mg *Manager) Store() Store { return mg.m.store }
 // info describes the session stored under id, or found false if it is not
 // stored (or unreadable).
 func (mg *Manager) info(ctx context.Context, id string) (SessionInfo, bool, error) {
+	done := mg.m.track(ctx, "load")
 	data, exp, found, err := mg.m.store.Load(ctx, id)
+	done(err)
 	if err != nil {
 		return SessionInfo{}, false, fmt.Errorf("%w: load session %s: %w", ErrStore, logID(id), err)
 	}
@@ -136,9 +138,13 @@ func (mg *Manager) destroyWhere(ctx context.Context, user string, match func(id 
 		if !match(id) {
 			continue
 		}
-		if err := mg.m.store.Delete(ctx, id); err != nil {
+		done := mg.m.track(ctx, "delete")
+		err := mg.m.store.Delete(ctx, id)
+		done(err)
+		if err != nil {
 			return n, fmt.Errorf("%w: destroy session %s: %w", ErrStore, logID(id), err)
 		}
+		mg.m.event(ctx, EventDestroyed, id, "", 0)
 		if err := mg.m.userIndex.UnlinkUser(ctx, user, id); err != nil {
 			return n, fmt.Errorf("%w: unlink session %s: %w", ErrStore, logID(id), err)
 		}

@@ -52,6 +52,7 @@ type config struct {
 	maxSize       int
 	lockWait      time.Duration // 0: no locking
 	lockLease     time.Duration
+	observer      Observer
 	problems      []string
 }
 

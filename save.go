@@ -17,6 +17,15 @@ import (
 func (s *Session) persist(ctx context.Context, buf []byte, exp time.Time) (found bool, err error) {
 	m := s.m
 	found = true
+	op := "save"
+	switch {
+	case s.stored && s.oldID == "" && m.deltaSaver != nil:
+		op = "save_delta"
+	case s.stored && s.oldID == "" && m.updater != nil:
+		op = "update"
+	}
+	done := m.track(ctx, op)
+	defer func() { done(err) }()
 	switch {
 	case s.stored && s.oldID == "" && m.deltaSaver != nil:
 		found, err = m.deltaSaver.SaveDelta(ctx, s.id, s.delta(), exp)
@@ -126,14 +135,20 @@ func (s *Session) syncUserIndex(ctx context.Context) error {
 		return nil
 	}
 	if s.linkedUser != "" {
-		if err := ui.UnlinkUser(ctx, s.linkedUser, s.linkedID); err != nil {
+		done := s.m.track(ctx, "unlink_user")
+		err := ui.UnlinkUser(ctx, s.linkedUser, s.linkedID)
+		done(err)
+		if err != nil {
 			return fmt.Errorf("%w: unlink session %s: %w", ErrStore, logID(s.linkedID), err)
 		}
 		s.linkedUser, s.linkedID = "", ""
 	}
 	if s.user != "" {
 		// The link needs to last as long as the session can: its lifetime.
-		if err := ui.LinkUser(ctx, s.user, s.id, s.created.Add(s.m.cfg.lifetime)); err != nil {
+		done := s.m.track(ctx, "link_user")
+		err := ui.LinkUser(ctx, s.user, s.id, s.created.Add(s.m.cfg.lifetime))
+		done(err)
+		if err != nil {
 			return fmt.Errorf("%w: link session %s: %w", ErrStore, logID(s.id), err)
 		}
 		s.linkedUser, s.linkedID = s.user, s.id

@@ -73,6 +73,7 @@ type Session struct {
 	unlock     func() // releases the session's lock (WithLocking)
 
 	refreshed    bool   // saved or touched during this request
+	reported     bool   // a save failed before the headers and was reported
 	needCookie   bool   // the client does not have this ID yet
 	reissue      bool   // the cookie was signed with a previous key
 	oldID        string // the ID Regenerate replaced, to delete on save
@@ -119,6 +120,7 @@ func (s *Session) load() {
 			break
 		}
 		m.debug(s.c, "session cookie rejected", slog.String("reason", err.Error()))
+		m.event(s.c.Request.Context(), EventRejected, "", err.Error(), 0)
 	}
 	if id == "" {
 		s.fresh()
@@ -126,7 +128,9 @@ func (s *Session) load() {
 	}
 	s.hadCookie = true
 	if m.locker != nil {
+		done := m.track(s.c.Request.Context(), "lock")
 		unlock, err := m.locker.Lock(s.c.Request.Context(), id, m.cfg.lockWait, m.cfg.lockLease)
+		done(err)
 		if err != nil {
 			s.state = failed
 			s.err = fmt.Errorf("%w: session %s: %w", ErrLocked, logID(id), err)
@@ -135,7 +139,9 @@ func (s *Session) load() {
 		s.unlock = unlock
 	}
 	ctx, cancel := m.storeContext(s.c, false)
+	done := m.track(ctx, "load")
 	data, exp, found, err := m.store.Load(ctx, id)
+	done(err)
 	cancel()
 	switch {
 	case err != nil:
@@ -144,6 +150,7 @@ func (s *Session) load() {
 		return
 	case !found || (!exp.IsZero() && !exp.After(now)):
 		m.debugSession(s.c, "session ID not in store, starting a fresh session", id)
+		m.event(s.c.Request.Context(), EventUnknown, id, "", 0)
 		s.fresh()
 		return
 	}
@@ -159,8 +166,12 @@ func (s *Session) load() {
 	created := time.Unix(0, rec.created)
 	if !created.Add(m.cfg.lifetime).After(now) {
 		m.debugSession(s.c, "session lifetime over, starting a fresh session", id)
+		m.event(s.c.Request.Context(), EventExpired, id, "", now.Sub(created))
 		ctx, cancel := m.storeContext(s.c, true)
-		if err := m.store.Delete(ctx, id); err != nil {
+		done := m.track(ctx, "delete")
+		err := m.store.Delete(ctx, id)
+		done(err)
+		if err != nil {
 			m.cfg.logger.LogAttrs(s.c.Request.Context(), slog.LevelWarn, "could not delete expired session",
 				slog.String("session", logID(id)), slog.String("error", err.Error()))
 		}
@@ -479,16 +490,25 @@ func (s *Session) Destroy() error {
 		if id == "" || (id == s.id && !s.stored) {
 			continue
 		}
-		if err := s.m.store.Delete(ctx, id); err != nil {
+		done := s.m.track(ctx, "delete")
+		err := s.m.store.Delete(ctx, id)
+		done(err)
+		if err != nil {
 			return fmt.Errorf("%w: destroy session %s: %w", ErrStore, logID(id), err)
 		}
 	}
 	if ui := s.m.userIndex; ui != nil && s.linkedUser != "" {
-		if err := ui.UnlinkUser(ctx, s.linkedUser, s.linkedID); err != nil {
+		done := s.m.track(ctx, "unlink_user")
+		err := ui.UnlinkUser(ctx, s.linkedUser, s.linkedID)
+		done(err)
+		if err != nil {
 			return fmt.Errorf("%w: unlink session %s: %w", ErrStore, logID(s.linkedID), err)
 		}
 	}
 	s.m.debugSession(s.c, "session destroyed", s.id)
+	if s.stored {
+		s.m.event(s.c.Request.Context(), EventDestroyed, s.id, "", time.Since(s.created))
+	}
 	s.oldID, s.needCookie, s.reissue = "", false, false
 	s.fresh()
 	s.expireCookie = s.hadCookie
@@ -641,8 +661,12 @@ func (s *Session) commit(headersSent bool) error {
 			s.vanished(headersSent)
 			return nil
 		}
-		if s.isNew && !s.stored {
+		switch {
+		case s.isNew && !s.stored:
 			m.debugSession(s.c, "session created", s.id)
+			m.event(s.c.Request.Context(), EventCreated, s.id, "", 0)
+		case s.oldID != "":
+			m.event(s.c.Request.Context(), EventRegenerated, s.id, "", now.Sub(s.created))
 		}
 		s.stored, s.expires, s.refreshed = true, exp, true
 		s.rec, _ = parseRecord(s.raw)
@@ -650,7 +674,10 @@ func (s *Session) commit(headersSent bool) error {
 		// reusing the arena, whose bytes the new record may still share.
 		s.changes, s.arena, s.cleared, s.dirty = nil, nil, false, false
 		if s.oldID != "" {
-			if err := m.store.Delete(ctx, s.oldID); err != nil {
+			done := m.track(ctx, "delete")
+			err := m.store.Delete(ctx, s.oldID)
+			done(err)
+			if err != nil {
 				return fmt.Errorf("%w: delete replaced session %s: %w", ErrStore, logID(s.oldID), err)
 			}
 			s.oldID = ""
@@ -692,6 +719,8 @@ func (s *Session) touch(exp time.Time) error {
 	ctx, cancel := m.storeContext(s.c, true)
 	defer cancel()
 	var err error
+	done := m.track(ctx, "touch")
+	defer func() { done(err) }()
 	switch {
 	case m.toucher != nil:
 		err = m.toucher.Touch(ctx, s.id, exp)
@@ -725,6 +754,10 @@ func (s *Session) commitBeforeHeaders() {
 		return
 	}
 	err := s.commit(false)
+	if err != nil {
+		// Reported once, here: the end of the request does not try again.
+		s.reported = true
+	}
 	s.mu.Unlock()
 	if err != nil {
 		s.m.fail(s, err)
@@ -735,7 +768,7 @@ func (s *Session) commitBeforeHeaders() {
 func (s *Session) finish() {
 	s.mu.Lock()
 	var err error
-	if s.state == loaded {
+	if s.state == loaded && !s.reported {
 		err = s.commit(s.w.sent())
 	}
 	s.done = true

@@ -177,8 +177,11 @@ func (m *manager) fail(s *Session, err error) {
 	case errors.Is(err, ErrHeadersWritten):
 		msg = "session change lost"
 	}
-	m.logger().LogAttrs(c.Request.Context(), level, msg,
+	m.cfg.logger.LogAttrs(c.Request.Context(), level, msg,
 		slog.String("session", logID(s.id)), slog.String("error", err.Error()))
+	if errors.Is(err, ErrStore) {
+		m.event(c.Request.Context(), EventStoreError, s.id, err.Error(), 0)
+	}
 	wasSent := s.w.sent()
 	s.w.committing = true
 	m.cfg.errorHandler(c, err)
@@ -187,8 +190,6 @@ func (m *manager) fail(s *Session, err error) {
 		s.w.discard = true
 	}
 }
-
-func (m *manager) logger() *slog.Logger { return m.cfg.logger }
 
 // debug logs at debug level, at no cost when debug logging is off.
 func (m *manager) debug(c *gin.Context, msg string, attrs ...slog.Attr) {
