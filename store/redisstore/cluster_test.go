@@ -3,11 +3,14 @@ package redisstore_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -288,5 +291,122 @@ func TestCluster(t *testing.T) {
 				t.Fatalf("load after delete %d: found=%v err=%v", i, found, err)
 			}
 		}
+	})
+
+	t.Run("user index and range span every master", func(t *testing.T) {
+		const prefix = "span:"
+		s := redisstore.New(cc, redisstore.WithKeyPrefix(prefix))
+		ctx := ctxT(t)
+		const n = 300
+		user := "carol-" + storetest.NewID()[:8]
+		exp := time.Now().Add(time.Hour)
+		want := map[string]string{}
+		var ids []string
+		for i := range n {
+			id := storetest.NewID()
+			data := sessions.JoinRecord(sessions.RecordHeader(time.Now(), user), []sessions.Field{{Key: "i", Value: []byte(strconv.Itoa(i))}})
+			if err := s.Save(ctx, id, data, exp); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.LinkUser(ctx, user, id, exp); err != nil {
+				t.Fatal(err)
+			}
+			want[id] = string(data)
+			ids = append(ids, id)
+		}
+		// The sessions live on every master.
+		var mu sync.Mutex
+		perMaster := map[string]int{}
+		if err := cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			iter := m.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+			k := 0
+			for iter.Next(ctx) {
+				if !strings.HasPrefix(iter.Val(), prefix+"user:") {
+					k++
+				}
+			}
+			mu.Lock()
+			perMaster[m.Options().Addr] = k
+			mu.Unlock()
+			return iter.Err()
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for addr, k := range perMaster {
+			if k == 0 {
+				t.Fatalf("master %s holds none of the sessions: %v", addr, perMaster)
+			}
+		}
+
+		got, err := s.UserSessions(ctx, user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(got)
+		sorted := slices.Sorted(maps.Keys(want))
+		if !slices.Equal(got, sorted) {
+			t.Fatalf("UserSessions: %d IDs, want the %d linked", len(got), len(sorted))
+		}
+		for _, id := range ids[:100] {
+			if err := s.Delete(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+			delete(want, id)
+		}
+		got, err = s.UserSessions(ctx, user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(got)
+		if sorted = slices.Sorted(maps.Keys(want)); !slices.Equal(got, sorted) {
+			t.Fatalf("UserSessions after deleting 100: %d IDs, want %d", len(got), len(sorted))
+		}
+		if card := cc.SCard(ctx, prefix+"user:"+user).Val(); card != int64(len(want)) {
+			t.Fatalf("the user set holds %d IDs after UserSessions, want %d (pruned)", card, len(want))
+		}
+
+		seen := map[string]int{}
+		if err := s.Range(ctx, func(id string, data []byte, _ time.Time) bool {
+			seen[id]++
+			if w, ok := want[id]; !ok || string(data) != w {
+				t.Errorf("Range gave %s, %d bytes: not a live session of this test", id, len(data))
+			}
+			return true
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if len(seen) != len(want) {
+			t.Errorf("Range saw %d sessions, want %d", len(seen), len(want))
+		}
+		for id, k := range seen {
+			if k != 1 {
+				t.Errorf("Range saw %s %d times", id, k)
+			}
+		}
+	})
+
+	t.Run("a lock of a closed client frees within its lease", func(t *testing.T) {
+		s := redisstore.New(cc, redisstore.WithKeyPrefix("lock-test:"))
+		ctx := ctxT(t)
+		holder := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, MaxRetries: -1})
+		crashed := redisstore.New(holder, redisstore.WithKeyPrefix("lock-test:"))
+		holderCtx, stopHolder := context.WithCancel(context.Background())
+		defer stopHolder()
+		id := storetest.NewID()
+		const lease = time.Second
+		if _, err := crashed.Lock(holderCtx, id, 5*time.Second, lease); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Lock(ctx, id, 0, time.Minute); !errors.Is(err, redisstore.ErrLocked) {
+			t.Fatalf("the lock is not held: %v", err)
+		}
+		if err := holder.Close(); err != nil {
+			t.Fatal(err)
+		}
+		unlock, err := s.Lock(ctx, id, lease+5*time.Second, time.Minute)
+		if err != nil {
+			t.Fatalf("the lock of a closed client is not free within its lease and 5s of slack: %v", err)
+		}
+		unlock()
 	})
 }
