@@ -23,6 +23,20 @@
 // The store does not implement sessions.Toucher: moving the memcached
 // expiration alone would leave the expiry stored in the value behind, so the
 // middleware extends a session with a Save, which is one round trip too.
+//
+// It implements sessions.Updater with memcached's compare-and-swap (a get,
+// then a cas that fails if the item changed meanwhile, retried), so two
+// requests of one session that change different keys never undo each
+// other's writes.
+//
+// It does not implement sessions.Locker, sessions.UserIndexer or
+// sessions.Iterator, because memcached cannot provide them reliably: it may
+// evict any item at any time, so a lock item could vanish while held (two
+// holders at once) and a per-user index could lose entries (a "log out
+// everywhere" that misses sessions); and it cannot list its keys, so it
+// cannot walk the sessions. An app that needs session locking, "log out
+// everywhere" or a walk over all sessions should use the Redis store or an
+// SQL store.
 package memcachestore
 
 import (
@@ -31,6 +45,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"time"
 
 	"github.com/bradfitz/gomemcache/memcache"
@@ -55,6 +70,13 @@ const headerLen = 8
 // relativeLimit is the longest expiration memcached reads as a number of
 // seconds from now; a larger number is an absolute Unix time.
 const relativeLimit = 30 * 24 * 60 * 60
+
+// maxCASAttempts is how many times Update tries its get and cas before it
+// gives up on a session that other writers keep changing.
+const maxCASAttempts = 50
+
+// maxBackoff caps the random pause between two attempts of Update.
+const maxBackoff = 5 * time.Millisecond
 
 // Option configures a Store. Pass options to New.
 type Option func(*config)
@@ -101,7 +123,7 @@ func legalKey(s string) bool {
 
 // Store is a session store backed by memcached. Create it with New; the zero
 // value is not usable. Its methods are safe for concurrent use. It satisfies
-// the sessions.Store interface.
+// the sessions.Store interface and the optional sessions.Updater interface.
 type Store struct {
 	c      *memcache.Client
 	prefix string
@@ -184,14 +206,33 @@ func (s *Store) Load(ctx context.Context, id string) ([]byte, time.Time, bool, e
 	if err != nil {
 		return nil, time.Time{}, false, fmt.Errorf("memcachestore: load: %w", err)
 	}
-	if len(it.Value) < headerLen {
+	data, exp, live := decode(it.Value, time.Now())
+	if !live {
 		return nil, time.Time{}, false, nil
 	}
-	exp := time.UnixMilli(int64(binary.BigEndian.Uint64(it.Value[:headerLen])))
-	if !exp.After(time.Now()) {
-		return nil, time.Time{}, false, nil
+	return data, exp, true, nil
+}
+
+// decode splits a stored value into the session data and its expiry, and
+// reports whether it holds a session that is live at now: false for a
+// value too short to hold an expiry, or whose expiry is not after now.
+func decode(v []byte, now time.Time) ([]byte, time.Time, bool) {
+	if len(v) < headerLen {
+		return nil, time.Time{}, false
 	}
-	return it.Value[headerLen:], exp, true, nil
+	exp := time.UnixMilli(int64(binary.BigEndian.Uint64(v[:headerLen])))
+	if !exp.After(now) {
+		return nil, time.Time{}, false
+	}
+	return v[headerLen:], exp, true
+}
+
+// encode returns the value that stores data until expiresAt.
+func encode(data []byte, expiresAt time.Time) []byte {
+	v := make([]byte, headerLen+len(data))
+	binary.BigEndian.PutUint64(v, uint64(millis(expiresAt)))
+	copy(v[headerLen:], data)
+	return v
 }
 
 // Save stores data under id until expiresAt, replacing any item for id, with
@@ -214,10 +255,7 @@ func (s *Store) Save(ctx context.Context, id string, data []byte, expiresAt time
 		}
 		return nil
 	}
-	v := make([]byte, headerLen+len(data))
-	binary.BigEndian.PutUint64(v, uint64(millis(expiresAt)))
-	copy(v[headerLen:], data)
-	if err := s.c.Set(&memcache.Item{Key: k, Value: v, Expiration: ttl}); err != nil {
+	if err := s.c.Set(&memcache.Item{Key: k, Value: encode(data, expiresAt), Expiration: ttl}); err != nil {
 		return fmt.Errorf("memcachestore: save: %w", err)
 	}
 	return nil
@@ -236,4 +274,93 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 		return fmt.Errorf("memcachestore: delete: %w", err)
 	}
 	return nil
+}
+
+// Update calls fn with the data stored under id and stores what fn returns,
+// with expiry expiresAt, using memcached's compare-and-swap: a get, which
+// returns the item with its CAS id, then a cas, which stores the new value
+// only if the item has not changed since the get. That is two round trips
+// when nothing else writes the session meanwhile.
+//
+// If the item is missing, or its value is not a live session (expired, or
+// not what Save writes), fn is not called, found is false and nothing is
+// stored. If fn returns an error, nothing is stored and Update returns that
+// error as it is.
+//
+// If another write came between the get and the cas, the cas fails and
+// Update starts again from the get, after a random pause of at most a few
+// milliseconds, so fn may be called more than once, each time with the data
+// then stored. If the item was deleted meanwhile, the cas finds nothing and
+// the next get confirms it: found is false and nothing is stored, so an
+// Update never brings back a session that was deleted; if the session was
+// saved again in between, the next attempt updates the new one. After 50
+// attempts Update gives up with an error wrapping memcache.ErrCASConflict.
+//
+// An expiresAt that is not in the future stores the value with a negative
+// memcached expiration, which memcached treats as already expired. The
+// client takes no context: ctx is checked before every attempt and ends
+// the pause between two, and the client's Timeout bounds each call.
+func (s *Store) Update(ctx context.Context, id string, expiresAt time.Time, fn func(current []byte) ([]byte, error)) (found bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("memcachestore: update: %w", err)
+	}
+	k, ok := s.key(id)
+	if !ok {
+		return false, nil // nothing can be stored under such an ID
+	}
+	for attempt := 0; attempt < maxCASAttempts; attempt++ {
+		if attempt > 0 {
+			if err := pause(ctx, attempt); err != nil {
+				return false, fmt.Errorf("memcachestore: update: %w", err)
+			}
+		}
+		it, err := s.c.Get(k)
+		if errors.Is(err, memcache.ErrCacheMiss) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("memcachestore: update: %w", err)
+		}
+		cur, _, live := decode(it.Value, time.Now())
+		if !live {
+			return false, nil
+		}
+		next, err := fn(cur)
+		if err != nil {
+			return false, err
+		}
+		ttl, live := expiration(expiresAt, time.Now())
+		if !live {
+			ttl = -1 // memcached: expired at once
+		}
+		it.Value = encode(next, expiresAt)
+		it.Expiration = ttl
+		err = s.c.CompareAndSwap(it)
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, memcache.ErrCASConflict):
+			// Changed since the get: start again from the new value.
+		case errors.Is(err, memcache.ErrCacheMiss), errors.Is(err, memcache.ErrNotStored):
+			// Deleted or evicted since the get. The next get says whether
+			// it is still gone (found is false) or was saved again.
+		default:
+			return false, fmt.Errorf("memcachestore: update: %w", err)
+		}
+	}
+	return false, fmt.Errorf("memcachestore: update: gave up after %d attempts: %w", maxCASAttempts, memcache.ErrCASConflict)
+}
+
+// pause waits a random time that grows with attempt, up to maxBackoff, so
+// that writers that keep colliding spread out; ctx ending ends the wait.
+func pause(ctx context.Context, attempt int) error {
+	limit := min(maxBackoff, 50*time.Microsecond<<min(attempt, 10))
+	t := time.NewTimer(rand.N(limit) + 1)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return ctx.Err()
+	}
 }

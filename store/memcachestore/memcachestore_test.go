@@ -64,7 +64,8 @@ func runPrefix(t *testing.T) string {
 
 // tracked forwards to a Store and remembers the IDs saved through it, so that
 // the test can delete their keys at the end (memcached cannot list keys by
-// prefix). Like the Store, it does not implement sessions.Toucher.
+// prefix). Like the Store, it implements sessions.Updater and no other
+// optional interface, so storetest runs exactly the store's subtests.
 type tracked struct {
 	s   *memcachestore.Store
 	mu  sync.Mutex
@@ -98,6 +99,10 @@ func (tr *tracked) Save(ctx context.Context, id string, data []byte, exp time.Ti
 
 func (tr *tracked) Delete(ctx context.Context, id string) error { return tr.s.Delete(ctx, id) }
 
+func (tr *tracked) Update(ctx context.Context, id string, exp time.Time, fn func([]byte) ([]byte, error)) (bool, error) {
+	return tr.s.Update(ctx, id, exp, fn) // never creates an item: nothing to track
+}
+
 // deleteKeys removes the given raw keys when t ends.
 func deleteKeys(t *testing.T, c *memcache.Client, keys ...string) {
 	t.Cleanup(func() {
@@ -109,12 +114,28 @@ func deleteKeys(t *testing.T, c *memcache.Client, keys ...string) {
 	})
 }
 
+func implements[I any](v any) bool {
+	_, ok := v.(I)
+	return ok
+}
+
 func TestContract(t *testing.T) {
 	c := client(t)
 	prefix := runPrefix(t)
 	s := memcachestore.New(c, memcachestore.WithKeyPrefix(prefix))
 	if _, ok := any(s).(sessions.Toucher); ok {
 		t.Fatal("the store implements sessions.Toucher; it must not (the expiry in the value would go stale)")
+	}
+	var _ sessions.Updater = s
+	for name, ok := range map[string]bool{
+		"sessions.Locker":      implements[sessions.Locker](s),
+		"sessions.UserIndexer": implements[sessions.UserIndexer](s),
+		"sessions.Iterator":    implements[sessions.Iterator](s),
+		"sessions.DeltaSaver":  implements[sessions.DeltaSaver](s),
+	} {
+		if ok {
+			t.Errorf("the store implements %s; memcached cannot provide it reliably", name)
+		}
 	}
 	tr := track(t, c, prefix, s)
 	storetest.Run(t, func(t *testing.T) sessions.Store { return tr })
@@ -369,5 +390,323 @@ func TestLongestPrefix(t *testing.T) {
 	}
 	if _, _, found, err := s.Load(ctx(t), id); err != nil || !found {
 		t.Fatalf("Load with a %d-byte prefix: found=%v err=%v", len(prefix), found, err)
+	}
+}
+
+// counter is an Update fn that increments a decimal number.
+func counter(cur []byte) ([]byte, error) {
+	n, err := strconv.Atoi(string(cur))
+	return []byte(strconv.Itoa(n + 1)), err
+}
+
+// TestUpdateLayout: Update writes the value and the expiration the way Save
+// does: the new expiry in the value's first 8 bytes, and a memcached
+// expiration that covers it.
+func TestUpdateLayout(t *testing.T) {
+	c := client(t)
+	prefix := runPrefix(t)
+	s := memcachestore.New(c, memcachestore.WithKeyPrefix(prefix))
+	id := storetest.NewID()
+	deleteKeys(t, c, prefix+id)
+	if err := s.Save(ctx(t), id, []byte("41"), time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	exp := time.Now().Add(2 * time.Hour)
+	found, err := s.Update(ctx(t), id, exp, counter)
+	if err != nil || !found {
+		t.Fatalf("Update: found=%v err=%v", found, err)
+	}
+	it, err := c.Get(prefix + id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(it.Value[8:]) != "42" {
+		t.Fatalf("raw value after Update: %q, want the expiry then 42", it.Value)
+	}
+	if got, want := int64(binary.BigEndian.Uint64(it.Value[:8])), exp.Truncate(time.Millisecond).Add(time.Millisecond).UnixMilli(); got != want {
+		t.Fatalf("stored expiry %d ms, want %d", got, want)
+	}
+	if ttl := metaTTL(t, prefix+id); float64(ttl) < time.Until(exp).Seconds()-1 {
+		t.Fatalf("memcached expiration after Update: %ds, shorter than the session's %v", ttl, time.Until(exp))
+	}
+}
+
+// TestUpdateRacingDelete: a Delete that comes between Update's get and its
+// cas wins: Update reports not found and the session stays deleted.
+func TestUpdateRacingDelete(t *testing.T) {
+	c := client(t)
+	prefix := runPrefix(t)
+	s := memcachestore.New(c, memcachestore.WithKeyPrefix(prefix))
+	id := storetest.NewID()
+	deleteKeys(t, c, prefix+id)
+	if err := s.Save(ctx(t), id, []byte("0"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	found, err := s.Update(ctx(t), id, time.Now().Add(time.Hour), func(cur []byte) ([]byte, error) {
+		calls++
+		if err := s.Delete(context.Background(), id); err != nil {
+			return nil, err
+		}
+		return counter(cur)
+	})
+	if err != nil || found {
+		t.Fatalf("Update racing a Delete: found=%v err=%v, want false, nil", found, err)
+	}
+	if calls != 1 {
+		t.Fatalf("fn called %d times, want once (the retry's get finds nothing)", calls)
+	}
+	if _, err := c.Get(prefix + id); !errors.Is(err, memcache.ErrCacheMiss) {
+		t.Fatalf("raw Get after the race: %v, want a cache miss: the Update resurrected the session", err)
+	}
+}
+
+// TestUpdateRacingDeleteConcurrently: updaters keep incrementing a session
+// while it is deleted; once Delete has returned and the updaters have
+// stopped, the session is gone. Repeated to hit many interleavings.
+func TestUpdateRacingDeleteConcurrently(t *testing.T) {
+	c := client(t)
+	prefix := runPrefix(t)
+	s := memcachestore.New(c, memcachestore.WithKeyPrefix(prefix))
+	const rounds, updaters = 20, 4
+	for r := 0; r < rounds; r++ {
+		id := storetest.NewID()
+		deleteKeys(t, c, prefix+id)
+		if err := s.Save(ctx(t), id, []byte("0"), time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		started := make(chan struct{}, updaters)
+		var wg sync.WaitGroup
+		errs := make(chan error, updaters)
+		for u := 0; u < updaters; u++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					found, err := s.Update(context.Background(), id, time.Now().Add(time.Hour), counter)
+					if i == 0 {
+						started <- struct{}{}
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
+					if !found {
+						return
+					}
+					if i == 10000 {
+						errs <- errors.New("Update still finds the session 10000 calls in, long after its Delete")
+						return
+					}
+				}
+			}()
+		}
+		for u := 0; u < updaters; u++ {
+			<-started // every updater has made at least one Update
+		}
+		if err := s.Delete(ctx(t), id); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		if _, _, found, err := s.Load(ctx(t), id); err != nil || found {
+			t.Fatalf("round %d: after Delete and the updaters stopped: found=%v err=%v: an Update resurrected the session", r, found, err)
+		}
+		if _, err := c.Get(prefix + id); !errors.Is(err, memcache.ErrCacheMiss) {
+			t.Fatalf("round %d: raw Get after Delete: %v, want a cache miss", r, err)
+		}
+	}
+}
+
+// TestUpdateRacingSave: a Save between Update's get and its cas makes the
+// cas fail; Update starts again and applies fn to what the Save stored.
+func TestUpdateRacingSave(t *testing.T) {
+	c := client(t)
+	prefix := runPrefix(t)
+	s := memcachestore.New(c, memcachestore.WithKeyPrefix(prefix))
+	id := storetest.NewID()
+	deleteKeys(t, c, prefix+id)
+	if err := s.Save(ctx(t), id, []byte("1"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	found, err := s.Update(ctx(t), id, time.Now().Add(time.Hour), func(cur []byte) ([]byte, error) {
+		seen = append(seen, string(cur))
+		if len(seen) == 1 {
+			if err := s.Save(context.Background(), id, []byte("100"), time.Now().Add(time.Hour)); err != nil {
+				return nil, err
+			}
+		}
+		return counter(cur)
+	})
+	if err != nil || !found {
+		t.Fatalf("Update: found=%v err=%v", found, err)
+	}
+	if strings.Join(seen, ",") != "1,100" {
+		t.Fatalf("fn saw %q, want the first value then the one saved in between", seen)
+	}
+	if got, _, _, _ := s.Load(ctx(t), id); string(got) != "101" {
+		t.Fatalf("after the retried Update: %q, want 101 (the save in between kept, then incremented)", got)
+	}
+
+	// Deleted, then saved again, between the get and the cas: the retry
+	// updates the new session.
+	seen = nil
+	found, err = s.Update(ctx(t), id, time.Now().Add(time.Hour), func(cur []byte) ([]byte, error) {
+		seen = append(seen, string(cur))
+		if len(seen) == 1 {
+			if err := s.Delete(context.Background(), id); err != nil {
+				return nil, err
+			}
+			if err := s.Save(context.Background(), id, []byte("7"), time.Now().Add(time.Hour)); err != nil {
+				return nil, err
+			}
+		}
+		return counter(cur)
+	})
+	if err != nil || !found || strings.Join(seen, ",") != "101,7" {
+		t.Fatalf("Update racing a delete and re-create: found=%v err=%v fn saw %q", found, err, seen)
+	}
+	if got, _, _, _ := s.Load(ctx(t), id); string(got) != "8" {
+		t.Fatalf("after the re-create: %q, want 8", got)
+	}
+}
+
+// TestUpdateGivesUp: a session that changes between every get and cas makes
+// Update give up after a bounded number of attempts, with an error wrapping
+// memcache.ErrCASConflict, and store nothing of its own.
+func TestUpdateGivesUp(t *testing.T) {
+	c := client(t)
+	prefix := runPrefix(t)
+	s := memcachestore.New(c, memcachestore.WithKeyPrefix(prefix))
+	id := storetest.NewID()
+	deleteKeys(t, c, prefix+id)
+	if err := s.Save(ctx(t), id, []byte("0"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	found, err := s.Update(ctx(t), id, time.Now().Add(time.Hour), func(cur []byte) ([]byte, error) {
+		calls++
+		if err := s.Save(context.Background(), id, []byte("other"), time.Now().Add(time.Hour)); err != nil {
+			return nil, err
+		}
+		return []byte("mine"), nil
+	})
+	if !errors.Is(err, memcache.ErrCASConflict) || found {
+		t.Fatalf("Update that always conflicts: found=%v err=%v, want an error wrapping memcache.ErrCASConflict", found, err)
+	}
+	if !strings.HasPrefix(err.Error(), "memcachestore: ") {
+		t.Fatalf("error %q lacks the package prefix", err)
+	}
+	if calls < 2 || calls > 100 {
+		t.Fatalf("fn called %d times: want a bounded number of retries", calls)
+	}
+	if got, _, _, _ := s.Load(ctx(t), id); string(got) != "other" {
+		t.Fatalf("after giving up: %q, want the other writer's value", got)
+	}
+}
+
+// TestUpdateNotLive: missing, expired and malformed values are not found,
+// fn is not called, and the value is left as it was.
+func TestUpdateNotLive(t *testing.T) {
+	c := client(t)
+	prefix := runPrefix(t)
+	s := memcachestore.New(c, memcachestore.WithKeyPrefix(prefix))
+	past := make([]byte, 8)
+	binary.BigEndian.PutUint64(past, uint64(time.Now().Add(-time.Minute).UnixMilli()))
+	for name, v := range map[string][]byte{
+		"missing":     nil,
+		"empty":       {},
+		"seven bytes": []byte("1234567"),
+		"past expiry": append(past, "data"...),
+		"negative":    append([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, "data"...),
+	} {
+		id := storetest.NewID()
+		deleteKeys(t, c, prefix+id)
+		if v != nil {
+			if err := c.Set(&memcache.Item{Key: prefix + id, Value: v, Expiration: 60}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		called := false
+		found, err := s.Update(ctx(t), id, time.Now().Add(time.Hour), func([]byte) ([]byte, error) {
+			called = true
+			return []byte("revived"), nil
+		})
+		if err != nil || found || called {
+			t.Errorf("%s: found=%v err=%v fn called=%v, want false, nil, false", name, found, err, called)
+		}
+		it, err := c.Get(prefix + id)
+		if v == nil {
+			if !errors.Is(err, memcache.ErrCacheMiss) {
+				t.Errorf("%s: raw Get after Update: %v, want a miss", name, err)
+			}
+		} else if err != nil || string(it.Value) != string(v) {
+			t.Errorf("%s: raw value after Update: %q (err %v), want it untouched", name, it.Value, err)
+		}
+	}
+	// An ID that cannot be part of a key is not found either.
+	if found, err := s.Update(ctx(t), "has space", time.Now().Add(time.Hour), counter); err != nil || found {
+		t.Errorf("unusable ID: found=%v err=%v", found, err)
+	}
+}
+
+// TestUpdatePastExpiry: an Update whose new expiry has passed leaves no
+// session behind.
+func TestUpdatePastExpiry(t *testing.T) {
+	c := client(t)
+	prefix := runPrefix(t)
+	s := memcachestore.New(c, memcachestore.WithKeyPrefix(prefix))
+	id := storetest.NewID()
+	deleteKeys(t, c, prefix+id)
+	if err := s.Save(ctx(t), id, []byte("1"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	found, err := s.Update(ctx(t), id, time.Now().Add(-time.Second), counter)
+	if err != nil || !found {
+		t.Fatalf("Update with a past expiry: found=%v err=%v", found, err)
+	}
+	if _, _, found, err := s.Load(ctx(t), id); err != nil || found {
+		t.Fatalf("Load after an Update into the past: found=%v err=%v", found, err)
+	}
+	if _, err := c.Get(prefix + id); !errors.Is(err, memcache.ErrCacheMiss) {
+		t.Fatalf("raw Get after an Update into the past: %v, want a miss (memcached expired it)", err)
+	}
+}
+
+// TestUpdateErrors: a cancelled context and a refused connection are
+// wrapped errors, and fn's own error comes back as it is.
+func TestUpdateErrors(t *testing.T) {
+	c := client(t)
+	prefix := runPrefix(t)
+	s := memcachestore.New(c, memcachestore.WithKeyPrefix(prefix))
+	id := storetest.NewID()
+	deleteKeys(t, c, prefix+id)
+	if err := s.Save(ctx(t), id, []byte("1"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	called := false
+	if _, err := s.Update(cancelled, id, time.Now().Add(time.Hour), func(b []byte) ([]byte, error) { called = true; return b, nil }); !errors.Is(err, context.Canceled) || called {
+		t.Errorf("Update with a cancelled context: err=%v fn called=%v", err, called)
+	}
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := l.Addr().String()
+	l.Close()
+	closed := memcache.New(a)
+	closed.Timeout = time.Second
+	t.Cleanup(func() { closed.Close() })
+	_, err = memcachestore.New(closed).Update(ctx(t), id, time.Now().Add(time.Hour), counter)
+	var opErr *net.OpError
+	if !errors.As(err, &opErr) || !strings.HasPrefix(err.Error(), "memcachestore: ") {
+		t.Errorf("Update against a closed port: %v, want a prefixed error wrapping the *net.OpError", err)
 	}
 }

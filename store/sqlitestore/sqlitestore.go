@@ -9,17 +9,38 @@
 //
 // Each session is one row of a table (by default "sessions"):
 //
-//	CREATE TABLE IF NOT EXISTS sessions (
+//	CREATE TABLE IF NOT EXISTS "sessions" (
 //		id         TEXT PRIMARY KEY,
 //		data       BLOB NOT NULL,
-//		expires_at INTEGER NOT NULL -- Unix microseconds, rounded up
+//		expires_at INTEGER NOT NULL, -- Unix microseconds, rounded up
+//		user_id    TEXT              -- NULL unless LinkUser set it
 //	);
-//	CREATE INDEX IF NOT EXISTS sessions_expires_at_idx ON sessions (expires_at);
+//	CREATE INDEX IF NOT EXISTS "sessions_expires_at_idx" ON "sessions" (expires_at);
+//	CREATE INDEX IF NOT EXISTS "sessions_user_id_idx" ON "sessions" (user_id) WHERE user_id IS NOT NULL;
+//
+// [Store.CreateTable] creates them (and adds the user_id column to a table
+// made by an earlier version); [Schema] returns the statements for a
+// migration tool.
 //
 // Loading, saving, deleting and touching a session are one SQL statement
 // each. Load compares expires_at with the application's clock, so an expired
 // row is never returned; a background goroutine deletes expired rows every
 // few minutes, and Close stops it.
+//
+// Besides sessions.Store, a Store implements these optional interfaces of
+// the sessions package:
+//
+//   - sessions.Toucher: Touch is one UPDATE of expires_at.
+//   - sessions.Updater: Update is one write transaction (BEGIN IMMEDIATE,
+//     SELECT, UPDATE, COMMIT), so the read already holds SQLite's write lock
+//     and no other write to the file can come between the read and the write.
+//   - sessions.Locker: Lock is an in-process lock per session ID. It
+//     serialises the requests of this process only: processes that share the
+//     file do not see each other's locks, and the lease does not apply.
+//   - sessions.UserIndexer: the user of a session is its row's user_id
+//     column; LinkUser and UnlinkUser are one UPDATE, UserSessions one
+//     SELECT through the user_id index.
+//   - sessions.Iterator: Range is one SELECT of the live rows, streamed.
 package sqlitestore
 
 import (
@@ -66,8 +87,8 @@ type config struct {
 // WithTableName sets the table that holds the sessions. The default is
 // "sessions" (DefaultTableName). The name must be an SQL identifier of at
 // most 63 ASCII letters, digits and underscores, not starting with a digit;
-// anything else panics. The index on expires_at is named after the table,
-// with the suffix "_expires_at_idx".
+// anything else panics. The indexes are named after the table, with the
+// suffixes "_expires_at_idx" and "_user_id_idx".
 func WithTableName(name string) Option {
 	if !identifier.MatchString(name) {
 		panic(fmt.Sprintf("sqlitestore: WithTableName(%q): the name must be 1 to 63 ASCII letters, digits and underscores, not starting with a digit", name))
@@ -86,13 +107,21 @@ func WithCleanupInterval(d time.Duration) Option {
 
 // Store is a session store backed by an SQLite table. Create it with Open
 // or New; the zero value is not usable. Its methods are safe for concurrent
-// use. It satisfies the sessions.Store and sessions.Toucher interfaces.
+// use. It satisfies the sessions.Store interface and the optional
+// sessions.Toucher, sessions.Updater, sessions.Locker, sessions.UserIndexer
+// and sessions.Iterator interfaces.
 type Store struct {
 	r, w  *sql.DB // reads and writes; the same pool unless Open made them
 	owned bool    // Close closes r and w
 
-	table                                                  string
-	qCreate, qIndex, qLoad, qSave, qDelete, qTouch, qSweep string
+	table                                     string
+	schema                                    []string // CREATE TABLE, the two indexes
+	qHasUserID, qAddUserID                    string
+	qLoad, qSave, qDelete, qTouch, qSweep     string
+	qUpdateGet, qUpdateSet                    string
+	qLink, qUnlink, qUserSessions, qRangeLive string
+
+	locks lockTable
 
 	sweepInterval time.Duration
 	stop          context.CancelFunc
@@ -219,39 +248,121 @@ func newStore(r, w *sql.DB, owned bool, opts []Option) *Store {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	t := `"` + cfg.table + `"`
-	idx := `"` + cfg.table + `_expires_at_idx"`
+	t := quote(cfg.table)
 	s := &Store{
-		r:       r,
-		w:       w,
-		owned:   owned,
-		table:   cfg.table,
-		qCreate: "CREATE TABLE IF NOT EXISTS " + t + " (id TEXT PRIMARY KEY, data BLOB NOT NULL, expires_at INTEGER NOT NULL)",
-		qIndex:  "CREATE INDEX IF NOT EXISTS " + idx + " ON " + t + " (expires_at)",
-		qLoad:   "SELECT data, expires_at FROM " + t + " WHERE id = ? AND expires_at > ?",
+		r:          r,
+		w:          w,
+		owned:      owned,
+		table:      cfg.table,
+		schema:     schemaStatements(cfg.table),
+		qHasUserID: "SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = 'user_id'",
+		qAddUserID: "ALTER TABLE " + t + " ADD COLUMN user_id TEXT",
+		qLoad:      "SELECT data, expires_at FROM " + t + " WHERE id = ? AND expires_at > ?",
+		// The upsert leaves user_id alone: a new row has none, and a
+		// replaced row keeps the link LinkUser made.
 		qSave: "INSERT INTO " + t + " (id, data, expires_at) VALUES (?, ?, ?)" +
 			" ON CONFLICT(id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at",
 		qDelete: "DELETE FROM " + t + " WHERE id = ?",
 		qTouch:  "UPDATE " + t + " SET expires_at = ? WHERE id = ? AND expires_at > ?",
 		qSweep: fmt.Sprintf("DELETE FROM %s WHERE rowid IN (SELECT rowid FROM %s WHERE expires_at <= ? LIMIT %d)",
 			t, t, sweepBatch),
+		qUpdateGet:    "SELECT data FROM " + t + " WHERE id = ? AND expires_at > ?",
+		qUpdateSet:    "UPDATE " + t + " SET data = ?, expires_at = ? WHERE id = ?",
+		qLink:         "UPDATE " + t + " SET user_id = ? WHERE id = ?",
+		qUnlink:       "UPDATE " + t + " SET user_id = NULL WHERE id = ? AND user_id = ?",
+		qUserSessions: "SELECT id FROM " + t + " WHERE user_id = ? AND expires_at > ?",
+		qRangeLive:    "SELECT id, data, expires_at FROM " + t + " WHERE expires_at > ?",
+		locks:         lockTable{m: map[string]*lockEntry{}},
 		sweepInterval: cfg.cleanupInterval,
 	}
 	return s
 }
 
-// CreateTable creates the sessions table and its index on expires_at if
-// they do not exist. It is idempotent. Open calls it; a Store made with New
-// needs it called once, or the table created by other means.
+func quote(name string) string { return `"` + name + `"` }
+
+// schemaStatements returns CREATE TABLE and the two CREATE INDEX statements
+// of table, which WithTableName has checked.
+func schemaStatements(table string) []string {
+	t := quote(table)
+	return []string{
+		"CREATE TABLE IF NOT EXISTS " + t + " (\n" +
+			"\tid         TEXT PRIMARY KEY,\n" +
+			"\tdata       BLOB NOT NULL,\n" +
+			"\texpires_at INTEGER NOT NULL,\n" +
+			"\tuser_id    TEXT\n" +
+			")",
+		"CREATE INDEX IF NOT EXISTS " + quote(table+"_expires_at_idx") + " ON " + t + " (expires_at)",
+		"CREATE INDEX IF NOT EXISTS " + quote(table+"_user_id_idx") + " ON " + t + " (user_id) WHERE user_id IS NOT NULL",
+	}
+}
+
+// Schema returns the SQL statements that create the session table named
+// table (as accepted by WithTableName) and its two indexes, on expires_at
+// and on user_id (partial: only rows linked to a user), each ending with a
+// semicolon and a newline, for use in a migration tool. They are what
+// CreateTable runs on a new database. A table made by an earlier version of
+// this package lacks user_id: CreateTable adds it, and so does
+//
+//	ALTER TABLE "sessions" ADD COLUMN user_id TEXT;
+//
+// followed by the CREATE INDEX statements. Schema panics if the table name
+// is invalid.
+func Schema(table string) string {
+	if !identifier.MatchString(table) {
+		panic(fmt.Sprintf("sqlitestore: Schema(%q): the name must be 1 to 63 ASCII letters, digits and underscores, not starting with a digit", table))
+	}
+	var b strings.Builder
+	for _, q := range schemaStatements(table) {
+		b.WriteString(q)
+		b.WriteString(";\n")
+	}
+	return b.String()
+}
+
+// CreateTable creates the sessions table and its indexes on expires_at and
+// user_id if they do not exist, and adds the user_id column to a table that
+// lacks it (one made by an earlier version of this package), leaving its
+// rows as they are. It is idempotent, and safe to run from several
+// processes at once. Open calls it; a Store made with New needs it called
+// once, or the statements of Schema run by other means.
 func (s *Store) CreateTable(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("sqlitestore: create table: %w", err)
 	}
-	if _, err := s.w.ExecContext(ctx, s.qCreate); err != nil {
+	if _, err := s.w.ExecContext(ctx, s.schema[0]); err != nil {
 		return fmt.Errorf("sqlitestore: create table %s: %w", s.table, err)
 	}
-	if _, err := s.w.ExecContext(ctx, s.qIndex); err != nil {
-		return fmt.Errorf("sqlitestore: create index on %s: %w", s.table, err)
+	if err := s.addUserID(ctx); err != nil {
+		return err
+	}
+	for _, q := range s.schema[1:] {
+		if _, err := s.w.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("sqlitestore: create index on %s: %w", s.table, err)
+		}
+	}
+	return nil
+}
+
+// addUserID adds the user_id column unless the table has it. SQLite has no
+// ADD COLUMN IF NOT EXISTS: when another process adds the column between the
+// check and the ALTER, the ALTER fails and a second check sees the column.
+func (s *Store) addUserID(ctx context.Context) error {
+	has := func() (bool, error) {
+		var n int
+		err := s.w.QueryRowContext(ctx, s.qHasUserID, s.table).Scan(&n)
+		return n > 0, err
+	}
+	ok, err := has()
+	if err != nil {
+		return fmt.Errorf("sqlitestore: create table %s: read its columns: %w", s.table, err)
+	}
+	if ok {
+		return nil
+	}
+	if _, errAlter := s.w.ExecContext(ctx, s.qAddUserID); errAlter != nil {
+		if ok, err := has(); err != nil || !ok {
+			return fmt.Errorf("sqlitestore: create table %s: add column user_id: %w", s.table, errAlter)
+		}
 	}
 	return nil
 }

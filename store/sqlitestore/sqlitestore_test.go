@@ -70,7 +70,13 @@ func insertRow(t *testing.T, db *sql.DB, table, id string, data []byte, exp time
 // file shared by all subtests, which run in parallel.
 func TestContract(t *testing.T) {
 	s := openStore(t, dbPath(t))
-	var _ sessions.Toucher = s
+	var (
+		_ sessions.Toucher     = s
+		_ sessions.Updater     = s
+		_ sessions.Locker      = s
+		_ sessions.UserIndexer = s
+		_ sessions.Iterator    = s
+	)
 	storetest.Run(t, func(t *testing.T) sessions.Store { return s })
 }
 
@@ -425,7 +431,16 @@ func TestClosedStoreErrors(t *testing.T) {
 	errSave := s.Save(ctx(t), id, []byte("x"), time.Now().Add(time.Hour))
 	errDelete := s.Delete(ctx(t), id)
 	errTouch := s.Touch(ctx(t), id, time.Now().Add(time.Hour))
-	for name, err := range map[string]error{"Load": errLoad, "Save": errSave, "Delete": errDelete, "Touch": errTouch} {
+	_, errUpdate := s.Update(ctx(t), id, time.Now().Add(time.Hour), func(b []byte) ([]byte, error) { return b, nil })
+	errLink := s.LinkUser(ctx(t), "ann", id, time.Now().Add(time.Hour))
+	errUnlink := s.UnlinkUser(ctx(t), "ann", id)
+	_, errUserSessions := s.UserSessions(ctx(t), "ann")
+	errRange := s.Range(ctx(t), func(string, []byte, time.Time) bool { return true })
+	for name, err := range map[string]error{
+		"Load": errLoad, "Save": errSave, "Delete": errDelete, "Touch": errTouch,
+		"Update": errUpdate, "LinkUser": errLink, "UnlinkUser": errUnlink,
+		"UserSessions": errUserSessions, "Range": errRange,
+	} {
 		if !errors.Is(err, sql.ErrConnDone) && (err == nil || !strings.Contains(err.Error(), "database is closed")) {
 			t.Errorf("%s on a closed store: %v, want the driver's error", name, err)
 		}
@@ -449,6 +464,25 @@ func TestCancelledTouchAndSweep(t *testing.T) {
 	}
 	if err := s.CreateTable(c); !errors.Is(err, context.Canceled) {
 		t.Errorf("CreateTable: %v", err)
+	}
+	called := false
+	if _, err := s.Update(c, storetest.NewID(), time.Now().Add(time.Hour), func(b []byte) ([]byte, error) { called = true; return b, nil }); !errors.Is(err, context.Canceled) || called {
+		t.Errorf("Update: %v (fn called: %v)", err, called)
+	}
+	if _, err := s.Lock(c, storetest.NewID(), time.Second, time.Second); !errors.Is(err, context.Canceled) {
+		t.Errorf("Lock: %v", err)
+	}
+	if err := s.LinkUser(c, "ann", storetest.NewID(), time.Now().Add(time.Hour)); !errors.Is(err, context.Canceled) {
+		t.Errorf("LinkUser: %v", err)
+	}
+	if err := s.UnlinkUser(c, "ann", storetest.NewID()); !errors.Is(err, context.Canceled) {
+		t.Errorf("UnlinkUser: %v", err)
+	}
+	if _, err := s.UserSessions(c, "ann"); !errors.Is(err, context.Canceled) {
+		t.Errorf("UserSessions: %v", err)
+	}
+	if err := s.Range(c, func(string, []byte, time.Time) bool { return true }); !errors.Is(err, context.Canceled) {
+		t.Errorf("Range: %v", err)
 	}
 }
 
