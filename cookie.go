@@ -106,6 +106,7 @@ type macState struct {
 	src, raw [maxCookieLen]byte
 	sum      [sha256.Size]byte
 	id       [64]byte
+	line     [maxCookieLen + 256]byte
 }
 
 // sign computes the MAC of "name|msg" with key number k into st.sum.
@@ -170,17 +171,41 @@ func (cc *cookieCodec) decode(value string, now int64) (id string, old bool, err
 	return string(st.id[:m]), k > 0, nil
 }
 
-// encode signs id under the current key.
+// encode signs id under the current key and returns the cookie value.
 func (cc *cookieCodec) encode(id string, now time.Time) string {
 	st := cc.pool.Get().(*macState)
 	defer cc.pool.Put(st)
+	return string(cc.appendValue(st, st.line[:0], id, now))
+}
+
+// appendValue appends the signed cookie value for id to dst.
+func (cc *cookieCodec) appendValue(st *macState, dst []byte, id string, now time.Time) []byte {
 	b := strconv.AppendInt(st.raw[:0], now.Unix(), 10)
 	b = append(b, '|')
 	b = base64.URLEncoding.AppendEncode(b, []byte(id))
 	sum := cc.sign(st, 0, b)
 	b = append(b, '|')
 	b = append(b, sum...)
-	return string(base64.URLEncoding.AppendEncode(st.src[:0], b))
+	return base64.URLEncoding.AppendEncode(dst, b)
+}
+
+// line returns the whole Set-Cookie header value for id, in a single
+// allocation. With a Max-Age configured it also sends Max-Age and Expires.
+func (cc *cookieCodec) line(id string, now time.Time) string {
+	st := cc.pool.Get().(*macState)
+	defer cc.pool.Put(st)
+	b := append(st.line[:0], cc.name...)
+	b = append(b, '=')
+	b = cc.appendValue(st, b, id, now)
+	if cc.maxAge > 0 {
+		secs := int64((cc.maxAge + time.Second - 1) / time.Second)
+		b = append(b, "; Max-Age="...)
+		b = strconv.AppendInt(b, secs, 10)
+		b = append(b, "; Expires="...)
+		b = now.Add(time.Duration(secs)*time.Second).UTC().AppendFormat(b, http.TimeFormat)
+	}
+	b = append(b, cc.attrs...)
+	return string(b)
 }
 
 // find returns up to maxCandidates values of cookies named cc.name in the
@@ -204,25 +229,6 @@ func (cc *cookieCodec) find(h http.Header, out *[maxCandidates]string) int {
 		}
 	}
 	return n
-}
-
-// set adds a Set-Cookie header carrying value. With a Max-Age configured it
-// also sends Max-Age and Expires.
-func (cc *cookieCodec) set(h http.Header, value string, now time.Time) {
-	var b strings.Builder
-	b.Grow(len(cc.name) + 1 + len(value) + len(cc.attrs) + 64)
-	b.WriteString(cc.name)
-	b.WriteByte('=')
-	b.WriteString(value)
-	if cc.maxAge > 0 {
-		secs := int64((cc.maxAge + time.Second - 1) / time.Second)
-		b.WriteString("; Max-Age=")
-		b.WriteString(strconv.FormatInt(secs, 10))
-		b.WriteString("; Expires=")
-		b.WriteString(now.Add(time.Duration(secs) * time.Second).UTC().Format(http.TimeFormat))
-	}
-	b.WriteString(cc.attrs)
-	cc.put(h, b.String())
 }
 
 // put adds line as this cookie's Set-Cookie header, replacing one that an

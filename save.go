@@ -2,6 +2,7 @@ package sessions
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -31,14 +32,15 @@ func (s *Session) persist(ctx context.Context, buf []byte, exp time.Time) (found
 		found, err = m.deltaSaver.SaveDelta(ctx, s.id, s.delta(), exp)
 		s.raw = buf
 	case s.stored && s.oldID == "" && m.updater != nil:
-		var next []byte
-		found, err = m.updater.Update(ctx, s.id, exp, func(cur []byte) ([]byte, error) {
-			b, err := s.apply(cur)
-			next = b
-			return b, err
-		})
+		s.next, s.applyErr = nil, nil
+		found, err = m.updater.Update(ctx, s.id, exp, s.updateFn())
+		if s.applyErr != nil && errors.Is(err, s.applyErr) {
+			// Not the store's failure: the changes do not fit (ErrTooLarge),
+			// or what is stored cannot be read.
+			return false, s.applyErr
+		}
 		if found && err == nil {
-			s.raw = next
+			s.raw = s.next
 		}
 	default:
 		err = m.store.Save(ctx, s.id, buf, exp)
@@ -48,6 +50,24 @@ func (s *Session) persist(ctx context.Context, buf []byte, exp time.Time) (found
 		return false, fmt.Errorf("%w: save session %s: %w", ErrStore, logID(s.id), err)
 	}
 	return found, nil
+}
+
+// updates reports whether the session will be saved through the store's
+// Updater, which reads what is stored and applies this request's changes.
+func (s *Session) updates() bool {
+	return s.stored && s.oldID == "" && s.m.deltaSaver == nil && s.m.updater != nil
+}
+
+// updateFn is the function handed to Updater.Update: apply, remembering its
+// result and error in s. It is made once per Session.
+func (s *Session) updateFn() func([]byte) ([]byte, error) {
+	if s.applyFn == nil {
+		s.applyFn = func(cur []byte) ([]byte, error) {
+			s.next, s.applyErr = s.apply(cur)
+			return s.next, s.applyErr
+		}
+	}
+	return s.applyFn
 }
 
 // delta is this request's changes, for a DeltaSaver.

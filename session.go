@@ -61,11 +61,17 @@ type Session struct {
 	arena   []byte // backing store of the encoded values in changes
 
 	// Inline storage for the common small request, saving allocations.
-	changeBuf [4]change
-	arenaBuf  [96]byte
-	cleared   bool
-	dirty     bool
-	setErr    error // first value that could not be encoded
+	changeBuf  [4]change
+	arenaBuf   [96]byte
+	cookieSlot [1]string
+
+	// The Updater path: the function handed to the store, and its result.
+	applyFn  func([]byte) ([]byte, error)
+	next     []byte
+	applyErr error
+	cleared  bool
+	dirty    bool
+	setErr   error // first value that could not be encoded
 
 	user       string // the session's user (SetUser)
 	linkedUser string // the user index entry known to exist: user ...
@@ -646,9 +652,14 @@ func (s *Session) commit(headersSent bool) error {
 		if s.needCookie && headersSent {
 			return fmt.Errorf("%w: the session's cookie cannot be sent, so its changes are not stored", ErrHeadersWritten)
 		}
-		buf := s.encode()
-		if len(buf) > m.cfg.maxSize {
-			return fmt.Errorf("%w: %d bytes encoded, the limit is %d", ErrTooLarge, len(buf), m.cfg.maxSize)
+		var buf []byte
+		if !s.updates() {
+			// Save and SaveDelta: check the size on this request's view.
+			// (An Updater's fn checks it on what is stored now.)
+			buf = s.encode()
+			if len(buf) > m.cfg.maxSize {
+				return fmt.Errorf("%w: %d bytes encoded, the limit is %d", ErrTooLarge, len(buf), m.cfg.maxSize)
+			}
 		}
 		exp := s.expiry(now)
 		ctx, cancel := m.storeContext(s.c, true)
@@ -741,7 +752,14 @@ func (s *Session) touch(exp time.Time) error {
 
 // setCookie adds the session's cookie, signed under the current key.
 func (s *Session) setCookie(h map[string][]string, now time.Time) {
-	s.m.cookie.set(h, s.m.cookie.encode(s.id, now), now)
+	line := s.m.cookie.line(s.id, now)
+	if len(h["Set-Cookie"]) == 0 {
+		// The usual case, one cookie: no slice to allocate.
+		s.cookieSlot[0] = line
+		h["Set-Cookie"] = s.cookieSlot[:1:1]
+	} else {
+		s.m.cookie.put(h, line)
+	}
 	s.needCookie, s.reissue = false, false
 }
 
