@@ -240,7 +240,7 @@ func (r *reader) uvarint() uint64 {
 		return v
 	}
 	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
+	if n <= 0 || (n > 1 && r.b[n-1] == 0) { // a zero last byte is an overlong encoding
 		r.fail("bad length or number")
 		return 0
 	}
@@ -250,7 +250,7 @@ func (r *reader) uvarint() uint64 {
 
 func (r *reader) varint() int64 {
 	v, n := binary.Varint(r.b)
-	if n <= 0 {
+	if n <= 0 || (n > 1 && r.b[n-1] == 0) { // overlong encodings are rejected
 		r.fail("bad number")
 		return 0
 	}
