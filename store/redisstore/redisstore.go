@@ -303,7 +303,7 @@ func (s *Store) Load(ctx context.Context, id string) (data []byte, expiresAt tim
 	}
 	m, err := s.client.HGetAll(ctx, s.key(id)).Result()
 	if err != nil {
-		if isReplyError(err) { // WRONGTYPE: not a session hash
+		if isWrongType(err) { // WRONGTYPE: not a session hash
 			return nil, time.Time{}, false, nil
 		}
 		return nil, time.Time{}, false, wrap(ctx, "load", err)
@@ -312,11 +312,13 @@ func (s *Store) Load(ctx context.Context, id string) (data []byte, expiresAt tim
 	return data, expiresAt, found, nil
 }
 
-// isReplyError reports whether err is an error reply of the server about
-// the command (such as WRONGTYPE), as opposed to a failure to talk to it.
-func isReplyError(err error) bool {
+// isWrongType reports whether err is the server's WRONGTYPE reply: the key
+// holds something that is not a session hash. Every other error, a LOADING
+// reply from a server still reading its data included, is a failure to be
+// reported, never "no session".
+func isWrongType(err error) bool {
 	var rerr redis.Error
-	return errors.As(err, &rerr) && !errors.Is(err, redis.Nil)
+	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "WRONGTYPE")
 }
 
 // Save stores data under id until expiresAt, replacing whatever was stored
@@ -623,7 +625,7 @@ func (s *Store) UserSessions(ctx context.Context, user string) ([]string, error)
 					live = append(live, chunk[i])
 					continue
 				}
-			case errors.Is(err, redis.Nil), isReplyError(err):
+			case errors.Is(err, redis.Nil), isWrongType(err):
 			default:
 				return nil, wrap(ctx, "user sessions", err)
 			}
@@ -724,7 +726,7 @@ func (r *ranger) node(ctx context.Context, n redis.Cmdable) (bool, error) {
 			for i, cmd := range cmds {
 				m, err := cmd.Result()
 				if err != nil {
-					if isReplyError(err) { // e.g. a key moving to another master
+					if isWrongType(err) { // not a session hash
 						continue
 					}
 					return false, err
