@@ -645,6 +645,8 @@ func (s *Session) commit(headersSent bool) error {
 	m := s.m
 	h := s.w.Header()
 	if s.dirty {
+		// Expiries count from now, not from the load: a request may run
+		// longer than a short idle timeout (a long streamed reply).
 		now := time.Now()
 		if s.id == "" {
 			s.id, s.needCookie = newID(), true
@@ -719,7 +721,7 @@ func (s *Session) commit(headersSent bool) error {
 		}
 	}
 	if s.reissue && !headersSent {
-		s.setCookie(h, time.Now())
+		s.setCookie(h, s.loadedAt)
 	}
 	return nil
 }
