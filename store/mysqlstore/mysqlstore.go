@@ -3,26 +3,37 @@
 // github.com/go-sql-driver/mysql.
 //
 // Each session is one row of an InnoDB table (by default "sessions") with its
-// ID, its encoded data and its expiry in Unix microseconds:
+// ID, its encoded data, its expiry in Unix microseconds and the user it
+// belongs to, if any:
 //
 //	CREATE TABLE IF NOT EXISTS `sessions` (
 //	    id         VARBINARY(64) NOT NULL PRIMARY KEY,
 //	    data       MEDIUMBLOB NOT NULL,
 //	    expires_at BIGINT NOT NULL,
-//	    INDEX expires_at_idx (expires_at)
+//	    user_id    VARBINARY(255) NULL,
+//	    INDEX expires_at_idx (expires_at),
+//	    INDEX user_id_idx (user_id)
 //	) ENGINE=InnoDB
 //
-// The ID column is binary because session IDs are case-sensitive: under a
-// case-insensitive collation two IDs that differ only in letter case would
-// be one row. [Store.CreateTable] creates the table; [Schema] returns the
-// statement for a migration tool.
+// The ID and user columns are binary because session IDs and user IDs are
+// case-sensitive: under a case-insensitive collation two IDs that differ only
+// in letter case would be one. [Store.CreateTable] creates the table;
+// [Schema] returns the statement for a migration tool.
 //
-// Every call is a single statement, run as a server-side prepared statement
-// that the Store prepares once per connection, so that loading or saving a
-// session takes one round trip: Load is one SELECT that skips expired rows,
-// Save one INSERT ... ON DUPLICATE KEY UPDATE, Delete one DELETE and Touch
-// one UPDATE. Expired rows are never returned; a background goroutine deletes
-// them on an interval (see [WithCleanupInterval]) and [Store.Close] stops it.
+// Every call of the basic interface is a single statement, run as a
+// server-side prepared statement that the Store prepares once per
+// connection, so that loading or saving a session takes one round trip: Load
+// is one SELECT that skips expired rows, Save one INSERT ... ON DUPLICATE KEY
+// UPDATE, Delete one DELETE and Touch one UPDATE. Expired rows are never
+// returned; a background goroutine deletes them on an interval (see
+// [WithCleanupInterval]) and [Store.Close] stops it.
+//
+// The Store also implements the optional interfaces of the sessions package:
+// [Store.Update] (sessions.Updater) changes a session under an InnoDB row
+// lock in a transaction, [Store.Lock] (sessions.Locker) takes a named lock
+// with GET_LOCK, [Store.LinkUser], [Store.UnlinkUser] and
+// [Store.UserSessions] (sessions.UserIndexer) keep the user in the user_id
+// column, and [Store.Range] (sessions.Iterator) walks the live sessions.
 //
 // Times are compared against the application's clock, the same clock that
 // computes the expiry the middleware saves, so the database server's clock
@@ -53,9 +64,14 @@ const DefaultTableName = "sessions"
 const DefaultCleanupInterval = 5 * time.Minute
 
 // MaxIDLength is the longest session ID, in bytes, that the id column holds.
-// Save refuses a longer ID, and Load, Delete and Touch treat one as not
-// stored. The middleware's IDs are 43 bytes long.
+// Save refuses a longer ID, and the other methods treat one as not stored.
+// The middleware's IDs are 43 bytes long.
 const MaxIDLength = 64
+
+// MaxUserLength is the longest user ID, in bytes, that the user_id column
+// holds. LinkUser refuses a longer one; UnlinkUser and UserSessions treat
+// one as linked to nothing.
+const MaxUserLength = 255
 
 // maxIdentLen is MySQL's limit on the length of a database or table name.
 const maxIdentLen = 64
@@ -100,6 +116,11 @@ const (
 	stmtDelete
 	stmtTouch
 	stmtSweep
+	stmtLockRow
+	stmtUpdate
+	stmtLink
+	stmtUnlink
+	stmtUserSessions
 	stmtCount
 )
 
@@ -108,6 +129,7 @@ const (
 // the sweep.
 type state struct {
 	db        *sql.DB
+	table     string // quoted
 	createSQL string
 
 	// closeMu is held for reading while a statement runs, and for writing
@@ -123,7 +145,8 @@ type state struct {
 
 // Store is a MySQL or MariaDB session store. Create it with New; the zero
 // value is not usable. Its methods are safe for concurrent use. It satisfies
-// the sessions.Store and sessions.Toucher interfaces.
+// the sessions.Store, sessions.Toucher, sessions.Updater, sessions.Locker,
+// sessions.UserIndexer and sessions.Iterator interfaces.
 type Store struct {
 	s *state
 }
@@ -154,15 +177,22 @@ func New(db *sql.DB, opts ...Option) *Store {
 	}
 	st := &state{
 		db:        db,
+		table:     t,
 		createSQL: schema(t),
 		done:      make(chan struct{}),
 	}
 	st.stmts[stmtLoad].query = "SELECT data, expires_at FROM " + t + " WHERE id = ? AND expires_at > ?"
+	// Save leaves user_id alone: only LinkUser and UnlinkUser set it.
 	st.stmts[stmtSave].query = "INSERT INTO " + t + " (id, data, expires_at) VALUES (?, ?, ?)" +
 		" ON DUPLICATE KEY UPDATE data = VALUES(data), expires_at = VALUES(expires_at)"
 	st.stmts[stmtDelete].query = "DELETE FROM " + t + " WHERE id = ?"
 	st.stmts[stmtTouch].query = "UPDATE " + t + " SET expires_at = ? WHERE id = ? AND expires_at > ?"
 	st.stmts[stmtSweep].query = "DELETE FROM " + t + " WHERE expires_at <= ?"
+	st.stmts[stmtLockRow].query = "SELECT data FROM " + t + " WHERE id = ? AND expires_at > ? FOR UPDATE"
+	st.stmts[stmtUpdate].query = "UPDATE " + t + " SET data = ?, expires_at = ? WHERE id = ?"
+	st.stmts[stmtLink].query = "UPDATE " + t + " SET user_id = ? WHERE id = ?"
+	st.stmts[stmtUnlink].query = "UPDATE " + t + " SET user_id = NULL WHERE id = ? AND user_id = ?"
+	st.stmts[stmtUserSessions].query = "SELECT id FROM " + t + " WHERE user_id = ? AND expires_at > ?"
 
 	s := &Store{s: st}
 	if cfg.cleanupInterval > 0 {
@@ -219,13 +249,15 @@ func schema(quoted string) string {
 		"    id         VARBINARY(64) NOT NULL PRIMARY KEY,\n" +
 		"    data       MEDIUMBLOB NOT NULL,\n" +
 		"    expires_at BIGINT NOT NULL,\n" +
-		"    INDEX expires_at_idx (expires_at)\n" +
+		"    user_id    VARBINARY(255) NULL,\n" +
+		"    INDEX expires_at_idx (expires_at),\n" +
+		"    INDEX user_id_idx (user_id)\n" +
 		") ENGINE=InnoDB"
 }
 
 // Schema returns the SQL statement, without a trailing semicolon, that
 // creates the session table named table (as accepted by [WithTableName])
-// with its index on the expiry. It is the statement [Store.CreateTable]
+// with its indexes on the expiry and on the user. It is the statement [Store.CreateTable]
 // runs, for use in a migration tool. expires_at holds Unix microseconds.
 // Schema panics if the table name is invalid.
 func Schema(table string) string {
@@ -236,7 +268,7 @@ func Schema(table string) string {
 	return schema(t)
 }
 
-// CreateTable creates the session table with its expiry index unless it
+// CreateTable creates the session table with its indexes unless it
 // already exists; calling it again, or from several processes at once, is
 // safe.
 func (s *Store) CreateTable(ctx context.Context) error {
@@ -346,8 +378,10 @@ func (st *state) load(ctx context.Context, id string) (data []byte, exp int64, e
 }
 
 // Save stores data under id until expiresAt, rounded up to the microsecond,
-// replacing any row stored under id, in a single INSERT ... ON DUPLICATE KEY
-// UPDATE. An id longer than [MaxIDLength] bytes is an error.
+// replacing the data and expiry of any row stored under id, in a single
+// INSERT ... ON DUPLICATE KEY UPDATE. The row's user_id, set by
+// [Store.LinkUser], is kept. An id longer than [MaxIDLength] bytes is an
+// error.
 func (s *Store) Save(ctx context.Context, id string, data []byte, expiresAt time.Time) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("mysqlstore: save: %w", err)

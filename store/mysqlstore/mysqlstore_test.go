@@ -152,6 +152,14 @@ func TestCreateTableIsIdempotent(t *testing.T) {
 	if nIdx != 1 {
 		t.Fatalf("%d indexes on expires_at, want 1", nIdx)
 	}
+	err = db.QueryRowContext(ctx(t), "SELECT COUNT(*) FROM information_schema.statistics"+
+		" WHERE table_schema = DATABASE() AND table_name = ? AND column_name = 'user_id'", table).Scan(&nIdx)
+	if err != nil {
+		t.Fatalf("count indexes: %v", err)
+	}
+	if nIdx != 1 {
+		t.Fatalf("%d indexes on user_id, want 1", nIdx)
+	}
 	var engine string
 	err = db.QueryRowContext(ctx(t), "SELECT engine FROM information_schema.tables"+
 		" WHERE table_schema = DATABASE() AND table_name = ?", table).Scan(&engine)
@@ -166,8 +174,10 @@ func TestSchema(t *testing.T) {
 		"CREATE TABLE IF NOT EXISTS `app`.`Sessions` (",
 		"id         VARBINARY(64) NOT NULL PRIMARY KEY",
 		"data       MEDIUMBLOB NOT NULL",
-		"expires_at BIGINT NOT NULL",
-		"INDEX expires_at_idx (expires_at)",
+		"expires_at BIGINT NOT NULL,",
+		"user_id    VARBINARY(255) NULL,",
+		"INDEX expires_at_idx (expires_at),",
+		"INDEX user_id_idx (user_id)\n",
 		") ENGINE=InnoDB",
 	} {
 		if !strings.Contains(ddl, want) {
@@ -549,6 +559,25 @@ func TestConnectionRefused(t *testing.T) {
 	check("create table", s.CreateTable(ctx(t)))
 	_, err = s.Sweep(ctx(t))
 	check("sweep", err)
+	called := false
+	found, err = s.Update(ctx(t), id, time.Now().Add(time.Hour), func(b []byte) ([]byte, error) { called = true; return b, nil })
+	if found || called {
+		t.Errorf("Update against a closed port: found=%v, fn called=%v", found, called)
+	}
+	check("update", err)
+	unlock, err := s.Lock(ctx(t), id, time.Second, time.Hour)
+	if unlock != nil {
+		t.Error("Lock against a closed port returned an unlock function")
+	}
+	check("lock", err)
+	check("link user", s.LinkUser(ctx(t), "ann", id, time.Now().Add(time.Hour)))
+	check("unlink user", s.UnlinkUser(ctx(t), "ann", id))
+	ids, err := s.UserSessions(ctx(t), "ann")
+	if ids != nil {
+		t.Errorf("UserSessions against a closed port: %v", ids)
+	}
+	check("user sessions", err)
+	check("range", s.Range(ctx(t), func(string, []byte, time.Time) bool { t.Error("Range called fn"); return true }))
 }
 
 func TestCancelledContext(t *testing.T) {
@@ -564,6 +593,34 @@ func TestCancelledContext(t *testing.T) {
 	}
 	if _, err := s.Sweep(c); !errors.Is(err, context.Canceled) {
 		t.Errorf("Sweep: %v", err)
+	}
+	id := storetest.NewID()
+	if err := s.Save(ctx(t), id, []byte("kept"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if found, err := s.Update(c, id, time.Now().Add(time.Hour), func([]byte) ([]byte, error) {
+		t.Error("Update with a cancelled context called fn")
+		return []byte("changed"), nil
+	}); found || !errors.Is(err, context.Canceled) {
+		t.Errorf("Update: found=%v err=%v", found, err)
+	}
+	if _, err := s.Lock(c, id, time.Second, time.Hour); !errors.Is(err, context.Canceled) {
+		t.Errorf("Lock: %v", err)
+	}
+	if err := s.LinkUser(c, "ann", id, time.Now().Add(time.Hour)); !errors.Is(err, context.Canceled) {
+		t.Errorf("LinkUser: %v", err)
+	}
+	if err := s.UnlinkUser(c, "ann", id); !errors.Is(err, context.Canceled) {
+		t.Errorf("UnlinkUser: %v", err)
+	}
+	if _, err := s.UserSessions(c, "ann"); !errors.Is(err, context.Canceled) {
+		t.Errorf("UserSessions: %v", err)
+	}
+	if err := s.Range(c, func(string, []byte, time.Time) bool { return true }); !errors.Is(err, context.Canceled) {
+		t.Errorf("Range: %v", err)
+	}
+	if got, _, _, err := s.Load(ctx(t), id); err != nil || string(got) != "kept" {
+		t.Errorf("after cancelled calls: %q, %v", got, err)
 	}
 }
 

@@ -2,20 +2,29 @@
 // github.com/fastsession/sessions, built on github.com/jackc/pgx/v5.
 //
 // Each session is one row of a table (by default "sessions") with its ID, its
-// encoded data and its expiry:
+// encoded data, its expiry and the user it belongs to, if any:
 //
 //	CREATE TABLE IF NOT EXISTS "sessions" (
 //	    id         TEXT PRIMARY KEY,
 //	    data       BYTEA NOT NULL,
-//	    expires_at TIMESTAMPTZ NOT NULL
+//	    expires_at TIMESTAMPTZ NOT NULL,
+//	    user_id    TEXT
 //	);
 //	CREATE INDEX IF NOT EXISTS "sessions_expires_at_idx" ON "sessions" (expires_at);
+//	CREATE INDEX IF NOT EXISTS "sessions_user_id_idx" ON "sessions" (user_id) WHERE user_id IS NOT NULL;
 //
-// [Store.CreateTable] creates both; [Schema] returns the statements for a
-// migration tool. Every call is a single statement: Load is one SELECT that
-// skips expired rows, Save one upsert, Delete one DELETE and Touch one UPDATE.
+// [Store.CreateTable] creates them; [Schema] returns the statements for a
+// migration tool. Load is one SELECT that skips expired rows, Save one upsert,
+// Delete one DELETE and Touch one UPDATE, each one round trip.
 // Expired rows are never returned; a background goroutine deletes them on an
 // interval (see [WithCleanupInterval]) and [Store.Close] stops it.
+//
+// The Store also implements the optional interfaces of the sessions package:
+// [Store.Update] (sessions.Updater) changes a session under a row lock in a
+// transaction, [Store.Lock] (sessions.Locker) takes a session-level advisory
+// lock, [Store.LinkUser], [Store.UnlinkUser] and [Store.UserSessions]
+// (sessions.UserIndexer) keep the user in the user_id column, and
+// [Store.Range] (sessions.Iterator) walks the live sessions.
 //
 // Times are compared against the application's clock, the same clock that
 // computes the expiry the middleware saves, so the database server's clock
@@ -54,6 +63,7 @@ type Option func(*config)
 type config struct {
 	table           string
 	cleanupInterval time.Duration
+	lockPool        *pgxpool.Pool
 }
 
 // WithTableName sets the table that holds the sessions. The default is
@@ -74,11 +84,24 @@ func WithCleanupInterval(d time.Duration) Option {
 	return func(c *config) { c.cleanupInterval = d }
 }
 
+// WithLockPool sets the pool from which [Store.Lock] takes the connection
+// that holds a session's lock; by default it is the pool given to New. A
+// held lock keeps its connection for as long as the request runs, and the
+// request needs another connection from the pool to load and save its
+// session; with locking on, either give locks a pool of their own or make
+// the pool's MaxConns larger than twice the number of requests that may
+// hold a lock at once. The pool stays the caller's: the Store never closes
+// it. It must reach the same database as the main pool.
+func WithLockPool(pool *pgxpool.Pool) Option {
+	return func(c *config) { c.lockPool = pool }
+}
+
 // state is everything the sweep goroutine needs. It is kept apart from Store
 // so that a Store nobody references any more can be collected, which stops
 // the sweep.
 type state struct {
-	pool *pgxpool.Pool
+	pool     *pgxpool.Pool
+	lockPool *pgxpool.Pool
 
 	table     pgx.Identifier
 	createSQL []string
@@ -88,6 +111,13 @@ type state struct {
 	touchSQL  string
 	sweepSQL  string
 
+	lockRowSQL      string // Update: the locking read
+	updateSQL       string // Update: the write
+	linkSQL         string
+	unlinkSQL       string
+	userSessionsSQL string
+	rangeSQL        string
+
 	cancel context.CancelFunc // stops the sweep
 	done   chan struct{}      // closed when the sweep has exited
 	once   sync.Once
@@ -95,7 +125,8 @@ type state struct {
 
 // Store is a PostgreSQL session store. Create it with New; the zero value is
 // not usable. Its methods are safe for concurrent use. It satisfies the
-// sessions.Store and sessions.Toucher interfaces.
+// sessions.Store, sessions.Toucher, sessions.Updater, sessions.Locker,
+// sessions.UserIndexer and sessions.Iterator interfaces.
 type Store struct {
 	s *state
 }
@@ -110,7 +141,7 @@ type Store struct {
 // garbage collector once the Store is no longer referenced.
 //
 // New panics if pool is nil or if the table name is invalid (see
-// [WithTableName]).
+// [WithTableName]). A nil [WithLockPool] means the pool given here.
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	if pool == nil {
 		panic("pgstore: New: the pool is nil")
@@ -124,17 +155,30 @@ func New(pool *pgxpool.Pool, opts ...Option) *Store {
 		panic("pgstore: New: " + err.Error())
 	}
 	t := ident.Sanitize()
+	if cfg.lockPool == nil {
+		cfg.lockPool = pool
+	}
 	st := &state{
 		pool:      pool,
+		lockPool:  cfg.lockPool,
 		table:     ident,
 		createSQL: schemaStatements(ident),
 		loadSQL:   "SELECT data, expires_at FROM " + t + " WHERE id = $1 AND expires_at > $2",
+		// Save leaves user_id alone: only LinkUser and UnlinkUser set it.
 		saveSQL: "INSERT INTO " + t + " (id, data, expires_at) VALUES ($1, $2, $3)" +
 			" ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, expires_at = EXCLUDED.expires_at",
 		deleteSQL: "DELETE FROM " + t + " WHERE id = $1",
 		touchSQL:  "UPDATE " + t + " SET expires_at = $2 WHERE id = $1 AND expires_at > $3",
 		sweepSQL:  "DELETE FROM " + t + " WHERE expires_at <= $1",
-		done:      make(chan struct{}),
+
+		lockRowSQL:      "SELECT data FROM " + t + " WHERE id = $1 AND expires_at > $2 FOR UPDATE",
+		updateSQL:       "UPDATE " + t + " SET data = $2, expires_at = $3 WHERE id = $1",
+		linkSQL:         "UPDATE " + t + " SET user_id = $2 WHERE id = $1",
+		unlinkSQL:       "UPDATE " + t + " SET user_id = NULL WHERE id = $1 AND user_id = $2",
+		userSessionsSQL: "SELECT id FROM " + t + " WHERE user_id = $1 AND expires_at > $2",
+		rangeSQL:        "SELECT id, data, expires_at FROM " + t + " WHERE expires_at > $1",
+
+		done: make(chan struct{}),
 	}
 	s := &Store{s: st}
 	if cfg.cleanupInterval > 0 {
@@ -184,12 +228,12 @@ func checkIdent(p string) error {
 	return nil
 }
 
-// indexName returns the name of the expiry index of the table, within the
-// limit on identifier length. A name that would be too long is shortened
-// and given a hash of the table name, so that two long table names sharing
-// a prefix do not share an index name.
-func indexName(table string) string {
-	const suffix = "_expires_at_idx"
+// indexName returns the name of the index of the table whose name ends
+// with suffix ("_expires_at_idx", "_user_id_idx"), within the limit on
+// identifier length. A name that would be too long is shortened and given a
+// hash of the table name, so that two long table names sharing a prefix do
+// not share an index name.
+func indexName(table, suffix string) string {
 	name := table + suffix
 	if len(name) <= maxIdentLen {
 		return name
@@ -202,19 +246,25 @@ func indexName(table string) string {
 
 func schemaStatements(ident pgx.Identifier) []string {
 	t := ident.Sanitize()
-	idx := pgx.Identifier{indexName(ident[len(ident)-1])}.Sanitize()
+	name := ident[len(ident)-1]
+	expIdx := pgx.Identifier{indexName(name, "_expires_at_idx")}.Sanitize()
+	userIdx := pgx.Identifier{indexName(name, "_user_id_idx")}.Sanitize()
 	return []string{
 		"CREATE TABLE IF NOT EXISTS " + t + " (\n" +
 			"    id         TEXT PRIMARY KEY,\n" +
 			"    data       BYTEA NOT NULL,\n" +
-			"    expires_at TIMESTAMPTZ NOT NULL\n" +
+			"    expires_at TIMESTAMPTZ NOT NULL,\n" +
+			"    user_id    TEXT\n" +
 			")",
-		"CREATE INDEX IF NOT EXISTS " + idx + " ON " + t + " (expires_at)",
+		"CREATE INDEX IF NOT EXISTS " + expIdx + " ON " + t + " (expires_at)",
+		// Most sessions have no user: the index holds only those that do.
+		"CREATE INDEX IF NOT EXISTS " + userIdx + " ON " + t + " (user_id) WHERE user_id IS NOT NULL",
 	}
 }
 
 // Schema returns the SQL statements that create the session table named
-// table (as accepted by [WithTableName]) and the index on its expiry, each
+// table (as accepted by [WithTableName]) and its indexes on the expiry and
+// on the user, each
 // ending with a semicolon and a newline. They are the statements that
 // [Store.CreateTable] runs, for use in a migration tool. Schema panics if the
 // table name is invalid.
@@ -231,7 +281,7 @@ func Schema(table string) string {
 	return b.String()
 }
 
-// CreateTable creates the session table and its expiry index unless they
+// CreateTable creates the session table and its indexes unless they
 // already exist; calling it again, or from several processes at once, is
 // safe. The schema of a schema-qualified table name must already exist.
 func (s *Store) CreateTable(ctx context.Context) error {
@@ -295,7 +345,8 @@ func (s *Store) Load(ctx context.Context, id string) ([]byte, time.Time, bool, e
 }
 
 // Save stores data under id until expiresAt, rounded up to the microsecond,
-// replacing any row stored under id, in a single upsert.
+// replacing the data and expiry of any row stored under id, in a single
+// upsert. The row's user_id, set by [Store.LinkUser], is kept.
 func (s *Store) Save(ctx context.Context, id string, data []byte, expiresAt time.Time) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("pgstore: save: %w", err)

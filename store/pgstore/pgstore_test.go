@@ -155,6 +155,14 @@ func TestCreateTableIsIdempotent(t *testing.T) {
 	if nIdx != 1 {
 		t.Fatalf("%d indexes on expires_at, want 1", nIdx)
 	}
+	err = pool.QueryRow(ctx(t),
+		"SELECT count(*) FROM pg_indexes WHERE tablename = $1 AND indexdef LIKE '%(user_id)%'", table).Scan(&nIdx)
+	if err != nil {
+		t.Fatalf("count indexes: %v", err)
+	}
+	if nIdx != 1 {
+		t.Fatalf("%d indexes on user_id, want 1", nIdx)
+	}
 }
 
 func TestCreateTableConcurrently(t *testing.T) {
@@ -179,8 +187,10 @@ func TestSchema(t *testing.T) {
 		`CREATE TABLE IF NOT EXISTS "app"."Sessions"`,
 		"id         TEXT PRIMARY KEY",
 		"data       BYTEA NOT NULL",
-		"expires_at TIMESTAMPTZ NOT NULL",
+		"expires_at TIMESTAMPTZ NOT NULL,",
+		"user_id    TEXT\n)",
 		`CREATE INDEX IF NOT EXISTS "Sessions_expires_at_idx" ON "app"."Sessions" (expires_at);`,
+		`CREATE INDEX IF NOT EXISTS "Sessions_user_id_idx" ON "app"."Sessions" (user_id) WHERE user_id IS NOT NULL;`,
 	} {
 		if !strings.Contains(ddl, want) {
 			t.Errorf("Schema lacks %q:\n%s", want, ddl)
@@ -207,14 +217,22 @@ func TestIndexNameOfLongTable(t *testing.T) {
 	a := strings.Repeat("a", 60) + "_one"
 	b := strings.Repeat("a", 60) + "_two"
 	a, b = a[:63], b[:63]
-	ia, ib := indexName(a), indexName(b)
-	if len(ia) > maxIdentLen || len(ib) > maxIdentLen {
-		t.Fatalf("index names too long: %d, %d bytes", len(ia), len(ib))
+	for _, suffix := range []string{"_expires_at_idx", "_user_id_idx"} {
+		ia, ib := indexName(a, suffix), indexName(b, suffix)
+		if len(ia) > maxIdentLen || len(ib) > maxIdentLen {
+			t.Fatalf("index names too long: %d, %d bytes", len(ia), len(ib))
+		}
+		if ia == ib {
+			t.Fatalf("two tables share the index name %q", ia)
+		}
+		if !strings.HasSuffix(ia, suffix) {
+			t.Fatalf("index name %q lacks its suffix %q", ia, suffix)
+		}
 	}
-	if ia == ib {
-		t.Fatalf("two tables share the index name %q", ia)
+	if got := indexName("sessions", "_expires_at_idx"); got != "sessions_expires_at_idx" {
+		t.Fatalf("indexName(sessions) = %q", got)
 	}
-	if got := indexName("sessions"); got != "sessions_expires_at_idx" {
+	if got := indexName("sessions", "_user_id_idx"); got != "sessions_user_id_idx" {
 		t.Fatalf("indexName(sessions) = %q", got)
 	}
 }
@@ -481,6 +499,25 @@ func TestConnectionRefused(t *testing.T) {
 	check("create table", s.CreateTable(ctx(t)))
 	_, err = s.Sweep(ctx(t))
 	check("sweep", err)
+	called := false
+	found, err = s.Update(ctx(t), id, time.Now().Add(time.Hour), func(b []byte) ([]byte, error) { called = true; return b, nil })
+	if found || called {
+		t.Errorf("Update against a closed port: found=%v, fn called=%v", found, called)
+	}
+	check("update", err)
+	unlock, err := s.Lock(ctx(t), id, time.Second, time.Hour)
+	if unlock != nil {
+		t.Error("Lock against a closed port returned an unlock function")
+	}
+	check("lock", err)
+	check("link user", s.LinkUser(ctx(t), "ann", id, time.Now().Add(time.Hour)))
+	check("unlink user", s.UnlinkUser(ctx(t), "ann", id))
+	ids, err := s.UserSessions(ctx(t), "ann")
+	if ids != nil {
+		t.Errorf("UserSessions against a closed port: %v", ids)
+	}
+	check("user sessions", err)
+	check("range", s.Range(ctx(t), func(string, []byte, time.Time) bool { t.Error("Range called fn"); return true }))
 }
 
 func TestCancelledContext(t *testing.T) {
@@ -496,5 +533,33 @@ func TestCancelledContext(t *testing.T) {
 	}
 	if _, err := s.Sweep(c); !errors.Is(err, context.Canceled) {
 		t.Errorf("Sweep: %v", err)
+	}
+	id := storetest.NewID()
+	if err := s.Save(ctx(t), id, []byte("kept"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if found, err := s.Update(c, id, time.Now().Add(time.Hour), func([]byte) ([]byte, error) {
+		t.Error("Update with a cancelled context called fn")
+		return []byte("changed"), nil
+	}); found || !errors.Is(err, context.Canceled) {
+		t.Errorf("Update: found=%v err=%v", found, err)
+	}
+	if _, err := s.Lock(c, id, time.Second, time.Hour); !errors.Is(err, context.Canceled) {
+		t.Errorf("Lock: %v", err)
+	}
+	if err := s.LinkUser(c, "ann", id, time.Now().Add(time.Hour)); !errors.Is(err, context.Canceled) {
+		t.Errorf("LinkUser: %v", err)
+	}
+	if err := s.UnlinkUser(c, "ann", id); !errors.Is(err, context.Canceled) {
+		t.Errorf("UnlinkUser: %v", err)
+	}
+	if _, err := s.UserSessions(c, "ann"); !errors.Is(err, context.Canceled) {
+		t.Errorf("UserSessions: %v", err)
+	}
+	if err := s.Range(c, func(string, []byte, time.Time) bool { return true }); !errors.Is(err, context.Canceled) {
+		t.Errorf("Range: %v", err)
+	}
+	if got, _, _, err := s.Load(ctx(t), id); err != nil || string(got) != "kept" {
+		t.Errorf("after cancelled calls: %q, %v", got, err)
 	}
 }
