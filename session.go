@@ -1,6 +1,8 @@
 package sessions
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -139,7 +141,11 @@ func (s *Session) load() {
 		done(err)
 		if err != nil {
 			s.state = failed
-			s.err = fmt.Errorf("%w: session %s: %w", ErrLocked, logID(id), err)
+			kind := ErrStore // the store could not be asked
+			if errors.Is(err, ErrLocked) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+				kind = ErrLocked // another request holds it
+			}
+			s.err = fmt.Errorf("%w: lock session %s: %w", kind, logID(id), err)
 			return
 		}
 		s.unlock = unlock

@@ -116,8 +116,10 @@ type Updater interface {
 // requests of one session. It is used only with [WithLocking].
 type Locker interface {
 	// Lock waits at most wait (and no longer than ctx allows) until it holds
-	// the lock of session id; otherwise it returns an error, wrapping ctx's
-	// error if ctx ended. The lock is then held until unlock is called or
+	// the lock of session id. If the wait elapses while another holder keeps
+	// the lock, the error wraps ErrLocked (a store that does not import this
+	// package wraps context.DeadlineExceeded instead); if ctx ends, it wraps
+	// ctx's error; any other error is a store failure. The lock is then held until unlock is called or
 	// ctx ends, whichever comes first (unlock is idempotent and safe to call
 	// from any goroutine). A store that keeps the lock outside the process
 	// gives it an expiry of lease, renews it while it is held, and stops

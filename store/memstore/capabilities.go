@@ -78,7 +78,7 @@ func (s *Store) Lock(ctx context.Context, id string, wait, lease time.Duration) 
 	case l.slot <- struct{}{}:
 	case <-timer.C:
 		lt.drop(id, l)
-		return nil, fmt.Errorf("memstore: lock: waited %v", wait)
+		return nil, fmt.Errorf("memstore: lock: waited %v: %w", wait, context.DeadlineExceeded)
 	case <-ctx.Done():
 		lt.drop(id, l)
 		return nil, fmt.Errorf("memstore: lock: %w", ctx.Err())

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/fastsession/sessions"
 )
 
 // cleanupTimeout bounds the statement that releases a lock after the
@@ -223,7 +225,7 @@ func (s *Store) Lock(ctx context.Context, id string, wait, lease time.Duration) 
 			return nil, fmt.Errorf("mysqlstore: lock: %w", ctx.Err())
 		}
 		if tryCtx.Err() != nil || (err == nil && wait <= 0) {
-			return nil, fmt.Errorf("mysqlstore: lock: session is locked: waited %v", wait)
+			return nil, fmt.Errorf("mysqlstore: lock: waited %v: %w", wait, sessions.ErrLocked)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("mysqlstore: lock: %w", err)

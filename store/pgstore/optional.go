@@ -12,6 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/fastsession/sessions"
 )
 
 // cleanupTimeout bounds the statements that end a transaction or release a
@@ -168,7 +170,7 @@ func (s *Store) Lock(ctx context.Context, id string, wait, lease time.Duration) 
 			return nil, fmt.Errorf("pgstore: lock: %w", ctx.Err())
 		}
 		if tryCtx.Err() != nil || (err == nil && wait <= 0) {
-			return nil, fmt.Errorf("pgstore: lock: session is locked: waited %v", wait)
+			return nil, fmt.Errorf("pgstore: lock: waited %v: %w", wait, sessions.ErrLocked)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("pgstore: lock: %w", err)

@@ -484,7 +484,7 @@ func (s *Store) Lock(ctx context.Context, id string, wait, lease time.Duration) 
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
-			return nil, fmt.Errorf("redisstore: lock: still held after waiting %v: %w", wait, ErrLocked)
+			return nil, fmt.Errorf("redisstore: lock: still held after waiting %v: %w: %w", wait, ErrLocked, sessions.ErrLocked)
 		}
 		pause := backoff/2 + mrand.N(backoff/2+1)
 		backoff = min(2*backoff, lockBackoffMax)

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/fastsession/sessions"
 )
 
 // ErrLockTimeout is wrapped by the error Lock returns when the lock of a
@@ -166,7 +168,7 @@ func (s *Store) Lock(ctx context.Context, id string, wait, lease time.Duration) 
 	default:
 		if wait <= 0 {
 			s.locks.release(id, e)
-			return nil, fmt.Errorf("sqlitestore: lock: %w", ErrLockTimeout)
+			return nil, fmt.Errorf("sqlitestore: lock: %w: %w", ErrLockTimeout, sessions.ErrLocked)
 		}
 		timer := time.NewTimer(wait)
 		defer timer.Stop()
@@ -177,7 +179,7 @@ func (s *Store) Lock(ctx context.Context, id string, wait, lease time.Duration) 
 			return nil, fmt.Errorf("sqlitestore: lock: %w", ctx.Err())
 		case <-timer.C:
 			s.locks.release(id, e)
-			return nil, fmt.Errorf("sqlitestore: lock: %w (waited %v)", ErrLockTimeout, wait)
+			return nil, fmt.Errorf("sqlitestore: lock: %w (waited %v): %w", ErrLockTimeout, wait, sessions.ErrLocked)
 		}
 	}
 	var once sync.Once

@@ -246,6 +246,8 @@ func testLocker(t *testing.T, s sessions.Store) {
 	if unlock, err := l.Lock(ctx(t), id, 300*time.Millisecond, 10*time.Second); err == nil {
 		unlock()
 		t.Fatal("a second holder got the lock")
+	} else if !errors.Is(err, sessions.ErrLocked) && !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Lock of a held lock, wait elapsed: %v, want one wrapping sessions.ErrLocked (or context.DeadlineExceeded)", err)
 	}
 	unlockOther, err := l.Lock(ctx(t), NewID(), time.Second, 10*time.Second)
 	if err != nil {

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+const sample = `goos: linux
+goarch: amd64
+pkg: github.com/fastsession/sessions/bench
+BenchmarkSessions/untouched/bare-2         	 1000000	      1000 ns/op	     100 B/op	      10 allocs/op
+BenchmarkSessions/untouched/bare-2         	 1000000	      1200 ns/op	     100 B/op	      10 allocs/op
+BenchmarkSessions/untouched/bare-2         	 1000000	      5000 ns/op	     100 B/op	      10 allocs/op
+BenchmarkSessions/untouched/fastsession-memstore-2 	 1000000	      1100 ns/op	     150 B/op	      11 allocs/op
+BenchmarkSessions/read/bare-2              	 1000000	      1000 ns/op
+BenchmarkSessions/read/fastsession-memstore-2      	  500000	      3000 ns/op
+BenchmarkSessions/read/scs-memstore-2      	   50000	     20000 ns/op
+BenchmarkSessions/write/fastsession-memstore-2     	  500000	      5000 ns/op
+BenchmarkSessions/write/scs-memstore-2     	   50000	     30000 ns/op
+BenchmarkSessions/new/fastsession-memstore-2       	  500000	      3000 ns/op
+BenchmarkSessions/new/scs-memstore-2       	   50000	     10000 ns/op
+BenchmarkSessions/read/fastsession-redis-2 	   20000	     50000 ns/op
+BenchmarkReference/securecookie-decode-2   	 1000000	      1000 ns/op
+BenchmarkSessions/write-parallel/bare-2    	 1000000	       500 ns/op
+    bench_test.go:12: BenchmarkSessions/read/x-2 100 ns/op (a log line)
+PASS
+`
+
+func TestParseTakesMedians(t *testing.T) {
+	s, err := parse(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := s.get("Sessions/untouched/bare", "ns/op"); v != 1200 {
+		t.Errorf("median of 1000, 1200, 5000 = %v, want 1200", v)
+	}
+	if _, ok := s.get("Sessions/write-parallel/bare", "ns/op"); !ok {
+		t.Error("the -2 suffix was not stripped from Sessions/write-parallel/bare-2")
+	}
+	if _, ok := s.get("Sessions/read/x", "ns/op"); ok {
+		t.Error("a log line was read as a result")
+	}
+	if v := median([]float64{4, 1, 3, 2}); v != 2.5 {
+		t.Errorf("median of 1..4 = %v, want 2.5", v)
+	}
+}
+
+func TestTargets(t *testing.T) {
+	s, err := parse(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, r := range targets(s) {
+		got[r.target] = r.verdict + " " + r.ratio
+	}
+	want := map[string]string{
+		"untouched over bare":                                 "info 0.92× time, +1 allocs",
+		"memstore read ≤ 0.15 × scs read":                     "met 1.00",
+		"memstore read ≤ bare + securecookie decode + 1.5 µs": "met 0.86",
+		"memstore write ≤ 0.15 × scs write":                   "missed 1.11",
+		"memstore new ≤ 0.4 × scs new":                        "met 0.75",
+		"redisstore read ≤ 1.2 × (bare + go-redis GET)":       "unknown ",
+	}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%s: %q, want %q", k, got[k], w)
+		}
+	}
+}

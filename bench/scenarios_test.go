@@ -1,0 +1,360 @@
+package bench
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// driver is what a scenario needs from its runner: a *testing.B in the
+// benchmarks, a *testing.T with a small fixed count in TestBenchmarkPathsWork,
+// so both run the very same code.
+type driver struct {
+	testing.TB
+	n          int
+	resetTimer func()
+	stopTimer  func()
+	startTimer func()
+	// runParallel runs body on several goroutines until n requests have
+	// been made in all, and returns the first error a body returned.
+	runParallel func(body func(next func() bool) error) error
+	// goroutines is how many goroutines runParallel starts.
+	goroutines int
+}
+
+func benchDriver(b *testing.B) *driver {
+	return &driver{
+		TB:         b,
+		n:          b.N,
+		resetTimer: b.ResetTimer,
+		stopTimer:  b.StopTimer,
+		startTimer: b.StartTimer,
+		runParallel: func(body func(func() bool) error) error {
+			var errs firstError
+			b.RunParallel(func(pb *testing.PB) { errs.set(body(pb.Next)) })
+			return errs.get()
+		},
+		goroutines: runtime.GOMAXPROCS(0),
+	}
+}
+
+func testDriver(t *testing.T, n int) *driver {
+	const goroutines = 2
+	nop := func() {}
+	return &driver{
+		TB:         t,
+		n:          n,
+		resetTimer: nop,
+		stopTimer:  nop,
+		startTimer: nop,
+		runParallel: func(body func(func() bool) error) error {
+			var left atomic.Int64
+			left.Store(int64(n))
+			next := func() bool { return left.Add(-1) >= 0 }
+			var errs firstError
+			var wg sync.WaitGroup
+			for range goroutines {
+				wg.Go(func() { errs.set(body(next)) })
+			}
+			wg.Wait()
+			return errs.get()
+		},
+		goroutines: goroutines,
+	}
+}
+
+type firstError struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (f *firstError) set(err error) {
+	if err == nil {
+		return
+	}
+	f.mu.Lock()
+	if f.err == nil {
+		f.err = err
+	}
+	f.mu.Unlock()
+}
+
+func (f *firstError) get() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+type scenario struct {
+	name string
+	run  func(d *driver, e *env)
+}
+
+var scenarios = []scenario{
+	{"untouched", runUntouched},
+	{"read", runRead},
+	{"write", runWrite},
+	{"new", runNew},
+	{"read-parallel", runReadParallel},
+	{"write-parallel", runWriteParallel},
+}
+
+func newRequest(path, cookie string) *http.Request {
+	r := httptest.NewRequest(http.MethodGet, path, nil)
+	if cookie != "" {
+		r.Header.Set("Cookie", cookie)
+	}
+	return r
+}
+
+// serve makes one request, as the benchmarks do: a new recorder and a new
+// *http.Request each time, a shallow copy of r, as a server hands each
+// request its own. Reusing r itself would let middleware that keeps state
+// in the request (gorilla/sessions caches the loaded session in it) skip the
+// work a real request does.
+func (e *env) serve(r *http.Request) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	req := new(http.Request)
+	*req = *r
+	e.engine.ServeHTTP(w, req)
+	return w
+}
+
+// sessionCookie returns "name=value" for the session cookie the client
+// received in w (the headers as sent), or "" if there is none.
+func (e *env) sessionCookie(w *httptest.ResponseRecorder) string {
+	for _, ck := range w.Result().Cookies() {
+		if ck.Name == e.cookie && ck.Value != "" && ck.MaxAge >= 0 {
+			return ck.Name + "=" + ck.Value
+		}
+	}
+	return ""
+}
+
+func expectOK(w *httptest.ResponseRecorder, want []byte) error {
+	if w.Code != http.StatusOK {
+		return fmt.Errorf("status %d, want 200; body %.200q", w.Code, w.Body.String())
+	}
+	if want != nil && !bytes.Equal(w.Body.Bytes(), want) {
+		return fmt.Errorf("body %.200q, want %.200q", w.Body.String(), want)
+	}
+	return nil
+}
+
+// seed stores a session of 10 keys and a zero counter, and returns the
+// cookie header that names it ("" for bare Gin).
+func (e *env) seed() (string, error) {
+	w := e.serve(newRequest("/seed", ""))
+	if err := expectOK(w, okBody); err != nil {
+		return "", fmt.Errorf("seeding: %w", err)
+	}
+	if e.cookie == "" {
+		return "", nil
+	}
+	ck := e.sessionCookie(w)
+	if ck == "" {
+		return "", fmt.Errorf("seeding: no %q cookie reached the client (Set-Cookie sent: %q)", e.cookie, w.Result().Header["Set-Cookie"])
+	}
+	return ck, nil
+}
+
+func (e *env) mustSeed(d *driver) string {
+	d.Helper()
+	ck, err := e.seed()
+	if err != nil {
+		d.Fatal(err)
+	}
+	return ck
+}
+
+// checkCount reads the counter of the session named by cookie back through
+// one more request and compares it with the number of writes made.
+func (e *env) checkCount(cookie string, writes int) error {
+	if e.cookie == "" {
+		return nil // bare Gin has no session to count in
+	}
+	w := e.serve(newRequest("/count", cookie))
+	if err := expectOK(w, nil); err != nil {
+		return fmt.Errorf("reading the counter back: %w", err)
+	}
+	if got := w.Body.String(); got != strconv.Itoa(writes) {
+		return fmt.Errorf("counter is %s after %d writes", got, writes)
+	}
+	return nil
+}
+
+// follow returns the cookie to send next: the one just received when the
+// cookie carries the session's data, the same one otherwise.
+func (e *env) follow(w *httptest.ResponseRecorder, cookie string) (string, error) {
+	if !e.cookieCarriesData {
+		return cookie, nil
+	}
+	ck := e.sessionCookie(w)
+	if ck == "" {
+		return "", fmt.Errorf("the changed session's cookie did not reach the client")
+	}
+	return ck, nil
+}
+
+func runUntouched(d *driver, e *env) {
+	r := newRequest("/untouched", "")
+	d.resetTimer()
+	for range d.n {
+		w := e.serve(r)
+		if err := expectOK(w, okBody); err != nil {
+			d.Fatal(err)
+		}
+		if sc := w.Header()["Set-Cookie"]; len(sc) != 0 {
+			d.Fatalf("an untouched session sent Set-Cookie %q", sc)
+		}
+	}
+}
+
+func runRead(d *driver, e *env) {
+	r := newRequest("/read", e.mustSeed(d))
+	want := []byte(seedValues[readIndex])
+	d.resetTimer()
+	for range d.n {
+		if err := expectOK(e.serve(r), want); err != nil {
+			d.Fatal(err)
+		}
+	}
+}
+
+func runWrite(d *driver, e *env) {
+	cookie := e.mustSeed(d)
+	r := newRequest("/write", cookie)
+	d.resetTimer()
+	for range d.n {
+		w := e.serve(r)
+		if err := expectOK(w, nil); err != nil {
+			d.Fatal(err)
+		}
+		if e.cookieCarriesData {
+			var err error
+			if cookie, err = e.follow(w, cookie); err != nil {
+				d.Fatal(err)
+			}
+			r.Header.Set("Cookie", cookie)
+		}
+	}
+	d.stopTimer()
+	if err := e.checkCount(cookie, d.n); err != nil {
+		d.Fatal(err)
+	}
+}
+
+func runNew(d *driver, e *env) {
+	r := newRequest("/new", "")
+	d.resetTimer()
+	for i := range d.n {
+		w := e.serve(r)
+		if err := expectOK(w, okBody); err != nil {
+			d.Fatal(err)
+		}
+		if e.cookie == "" {
+			continue
+		}
+		ck := e.sessionCookie(w)
+		if ck == "" {
+			d.Fatalf("no %q cookie reached the client (Set-Cookie sent: %q)", e.cookie, w.Result().Header["Set-Cookie"])
+		}
+		if i == 0 || i == d.n-1 {
+			// The cookie must name the session just made.
+			d.stopTimer()
+			if err := expectOK(e.serve(newRequest("/who", ck)), []byte(newValue)); err != nil {
+				d.Fatalf("the new session's cookie does not find its data: %v", err)
+			}
+			d.startTimer()
+		}
+	}
+}
+
+func runReadParallel(d *driver, e *env) {
+	cookie := e.mustSeed(d)
+	want := []byte(seedValues[readIndex])
+	d.resetTimer()
+	err := d.runParallel(func(next func() bool) error {
+		r := newRequest("/read", cookie)
+		for next() {
+			if err := expectOK(e.serve(r), want); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		d.Fatal(err)
+	}
+}
+
+func runWriteParallel(d *driver, e *env) {
+	// One session per goroutine, seeded before the clock starts.
+	cookies := make([]string, d.goroutines)
+	for i := range cookies {
+		cookies[i] = e.mustSeed(d)
+	}
+	type result struct {
+		cookie string
+		writes int
+	}
+	var (
+		taken   atomic.Int64
+		mu      sync.Mutex
+		results []result
+	)
+	d.resetTimer()
+	err := d.runParallel(func(next func() bool) error {
+		var cookie string
+		if i := int(taken.Add(1)) - 1; i < len(cookies) {
+			cookie = cookies[i]
+		} else {
+			var err error
+			if cookie, err = e.seed(); err != nil {
+				return err
+			}
+		}
+		r := newRequest("/write", cookie)
+		writes := 0
+		defer func() {
+			mu.Lock()
+			results = append(results, result{cookie, writes})
+			mu.Unlock()
+		}()
+		for next() {
+			w := e.serve(r)
+			if err := expectOK(w, nil); err != nil {
+				return err
+			}
+			writes++
+			if e.cookieCarriesData {
+				var err error
+				if cookie, err = e.follow(w, cookie); err != nil {
+					return err
+				}
+				r.Header.Set("Cookie", cookie)
+			}
+		}
+		return nil
+	})
+	d.stopTimer()
+	if err != nil {
+		d.Fatal(err)
+	}
+	total := 0
+	for _, res := range results {
+		total += res.writes
+		if err := e.checkCount(res.cookie, res.writes); err != nil {
+			d.Fatal(err)
+		}
+	}
+	if total != d.n {
+		d.Fatalf("%d writes made, want %d", total, d.n)
+	}
+}
