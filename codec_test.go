@@ -93,3 +93,39 @@ func TestRecordRejectsGarbage(t *testing.T) {
 	_, err = parseRecord(wrongVersion)
 	assert.ErrorIs(t, err, ErrDecode)
 }
+
+func TestBuildAppliesChangesToRecords(t *testing.T) {
+	base := JoinRecord(RecordHeader(time.Unix(1700000000, 0), "ann"), []Field{
+		{Key: "a", Value: []byte{tTrue}}, {Key: "b", Value: []byte{tFalse}}, {Key: "c", Value: []byte{tNil}}, {Key: "d", Value: []byte{tTrue}},
+	})
+	rec, err := parseRecord(base)
+	require.NoError(t, err)
+	changes := []change{{key: "b", del: true}, {key: "c", val: []byte{tFalse}}, {key: "e", val: []byte{tTrue}}}
+	changed := func(k []byte) bool {
+		for _, ch := range changes {
+			if ch.key == string(k) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, user := range []string{"ann", "", "a much longer user name than before"} {
+		out := build(rec.created, user, rec, func(k []byte) bool { return !changed(k) }, changes)
+		got, err := parseRecord(out)
+		require.NoError(t, err, "build made an invalid record")
+		assert.Equal(t, rec.created, got.created)
+		assert.Equal(t, user, got.user)
+		_, fields, err := SplitRecord(out)
+		require.NoError(t, err)
+		kv := map[string][]byte{}
+		for _, f := range fields {
+			kv[f.Key] = f.Value
+		}
+		assert.Equal(t, map[string][]byte{"a": {tTrue}, "c": {tFalse}, "d": {tTrue}, "e": {tTrue}}, kv)
+		assert.Equal(t, trusted(out), got, "trusted agrees with parseRecord on built records")
+	}
+	cleared := build(rec.created, "", rec, func([]byte) bool { return false }, nil)
+	_, fields, err := SplitRecord(cleared)
+	require.NoError(t, err)
+	assert.Empty(t, fields)
+}

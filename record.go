@@ -143,3 +143,68 @@ func RecordHeader(created time.Time, user string) []byte {
 	b := appendRecordHeader(nil, created, user, 0)
 	return b[:len(b)-1] // without the count
 }
+
+// build returns a record with the given header fields whose entries are
+// those of base that keep accepts, followed by the changes that are not
+// deletions. It walks base once: the entries go in first, after room left
+// for the header, whose entry count is known only at the end, and kept
+// entries are copied as whole byte runs.
+func build(created int64, user string, base record, keep func(key []byte) bool, changes []change) []byte {
+	size := len(base.entries)
+	for _, ch := range changes {
+		size += len(ch.key) + len(ch.val) + 2*binary.MaxVarintLen64
+	}
+	room := recordHeaderLen + 2*binary.MaxVarintLen64 + len(user)
+	buf := make([]byte, room, room+size)
+	count := 0
+	it := base.iter()
+	runStart, runEnd := -1, -1 // the pending run of kept entries, as offsets in base.entries
+	for {
+		start := len(base.entries) - len(it.r.b)
+		k, _, ok := it.next()
+		if !ok {
+			break
+		}
+		end := len(base.entries) - len(it.r.b)
+		if keep(k) {
+			count++
+			if runEnd != start {
+				if runStart >= 0 {
+					buf = append(buf, base.entries[runStart:runEnd]...)
+				}
+				runStart = start
+			}
+			runEnd = end
+		}
+	}
+	if runStart >= 0 {
+		buf = append(buf, base.entries[runStart:runEnd]...)
+	}
+	for _, ch := range changes {
+		if !ch.del {
+			count++
+			buf = appendEntry(buf, ch.key, ch.val)
+		}
+	}
+	var head [recordHeaderLen + 2*binary.MaxVarintLen64]byte
+	h := append(head[:0], recordVersion)
+	h = binary.BigEndian.AppendUint64(h, uint64(created))
+	h = binary.AppendUvarint(h, uint64(len(user)))
+	n := len(h)
+	h = binary.AppendUvarint(h, uint64(count))
+	start := room - len(h) - len(user)
+	copy(buf[start:], h[:n])
+	copy(buf[start+n:], user)
+	copy(buf[start+n+len(user):], h[n:])
+	return buf[start:]
+}
+
+// trusted returns the record of data that this package built itself, so
+// needs no validation.
+func trusted(data []byte) record {
+	r := reader{b: data[recordHeaderLen:]}
+	rec := record{created: int64(binary.BigEndian.Uint64(data[1:recordHeaderLen]))}
+	rec.user = r.string()
+	rec.entries = r.b
+	return rec
+}

@@ -90,40 +90,20 @@ func (s *Session) delta() Delta {
 // applied, for an Updater. It keeps the stored creation time, and the stored
 // user unless this request changed it.
 func (s *Session) apply(cur []byte) ([]byte, error) {
-	rec, err := parseRecord(cur)
-	if err != nil {
-		return nil, fmt.Errorf("stored session unreadable, not overwritten: %w", err)
+	var rec record
+	if len(cur) > 0 && len(cur) == len(s.raw) && &cur[0] == &s.raw[0] {
+		rec = s.rec // what this request loaded, unchanged since: already checked
+	} else {
+		var err error
+		if rec, err = parseRecord(cur); err != nil {
+			return nil, fmt.Errorf("stored session unreadable, not overwritten: %w", err)
+		}
 	}
 	user := rec.user
 	if s.user != s.rec.user {
 		user = s.user
 	}
-	keep := func(k []byte) bool { return !s.cleared && !s.changed(k) }
-	count, size := 0, len(cur)
-	it := rec.iter()
-	for k, _, ok := it.next(); ok; k, _, ok = it.next() {
-		if keep(k) {
-			count++
-		}
-	}
-	for _, ch := range s.changes {
-		if !ch.del {
-			count++
-			size += len(ch.key) + len(ch.val) + 8
-		}
-	}
-	buf := appendRecordHeader(make([]byte, 0, size+len(user)), timeUnix(rec.created), user, count)
-	it = rec.iter()
-	for k, v, ok := it.next(); ok; k, v, ok = it.next() {
-		if keep(k) {
-			buf = appendEntry(buf, string(k), v)
-		}
-	}
-	for _, ch := range s.changes {
-		if !ch.del {
-			buf = appendEntry(buf, ch.key, ch.val)
-		}
-	}
+	buf := build(rec.created, user, rec, s.unchanged, s.changes)
 	if len(buf) > s.m.cfg.maxSize {
 		return nil, fmt.Errorf("%w: %d bytes encoded, the limit is %d", ErrTooLarge, len(buf), s.m.cfg.maxSize)
 	}

@@ -594,38 +594,11 @@ func (s *Session) expiry(now time.Time) time.Time {
 
 // encode builds the record of the session with its changes applied.
 func (s *Session) encode() []byte {
-	count := 0
-	if !s.cleared {
-		it := s.rec.iter()
-		for k, _, ok := it.next(); ok; k, _, ok = it.next() {
-			if !s.changed(k) {
-				count++
-			}
-		}
-	}
-	size := recordHeaderLen + 12 + len(s.rec.entries)
-	for _, ch := range s.changes {
-		if !ch.del {
-			count++
-			size += len(ch.key) + len(ch.val) + 8
-		}
-	}
-	buf := appendRecordHeader(make([]byte, 0, size), s.created, s.user, count)
-	if !s.cleared {
-		it := s.rec.iter()
-		for k, v, ok := it.next(); ok; k, v, ok = it.next() {
-			if !s.changed(k) {
-				buf = appendEntry(buf, string(k), v)
-			}
-		}
-	}
-	for _, ch := range s.changes {
-		if !ch.del {
-			buf = appendEntry(buf, ch.key, ch.val)
-		}
-	}
-	return buf
+	return build(s.created.UnixNano(), s.user, s.rec, s.unchanged, s.changes)
 }
+
+// unchanged reports whether a stored key survives this request's changes.
+func (s *Session) unchanged(key []byte) bool { return !s.cleared && !s.changed(key) }
 
 func (s *Session) changed(key []byte) bool {
 	for i := range s.changes {
@@ -688,7 +661,7 @@ func (s *Session) commit(headersSent bool) error {
 			m.event(s.c.Request.Context(), EventRegenerated, s.id, "", now.Sub(s.created))
 		}
 		s.stored, s.expires, s.refreshed = true, exp, true
-		s.rec, _ = parseRecord(s.raw)
+		s.rec = trusted(s.raw)
 		// The saved record now holds the values: drop the changes, without
 		// reusing the arena, whose bytes the new record may still share.
 		s.changes, s.arena, s.cleared, s.dirty = nil, nil, false, false
