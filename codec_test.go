@@ -129,3 +129,14 @@ func TestBuildAppliesChangesToRecords(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, fields)
 }
+
+func TestMintedIDsAreDistinctAndWellFormed(t *testing.T) {
+	m := newManager(make([]byte, 32), nil)
+	seen := map[string]bool{}
+	for i := 0; i < 2000; i++ {
+		id := m.mintID()
+		require.True(t, validID([]byte(id)), "malformed ID %q", id)
+		require.False(t, seen[id], "ID %q minted twice", id)
+		seen[id] = true
+	}
+}

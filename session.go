@@ -219,7 +219,7 @@ func (s *Session) ID() string {
 		return ""
 	}
 	if s.id == "" {
-		s.id = newID()
+		s.id = s.m.mintID()
 		s.needCookie = true
 	}
 	return s.id
@@ -474,7 +474,7 @@ func (s *Session) Regenerate() error {
 	if s.stored && s.oldID == "" {
 		s.oldID = s.id
 	}
-	s.id, s.needCookie, s.dirty = newID(), true, true
+	s.id, s.needCookie, s.dirty = s.m.mintID(), true, true
 	s.m.debugSession(s.c, "session regenerated", s.id)
 	return nil
 }
@@ -628,7 +628,7 @@ func (s *Session) commit(headersSent bool) error {
 		// longer than a short idle timeout (a long streamed reply).
 		now := time.Now()
 		if s.id == "" {
-			s.id, s.needCookie = newID(), true
+			s.id, s.needCookie = m.mintID(), true
 		}
 		if s.needCookie && headersSent {
 			return fmt.Errorf("%w: the session's cookie cannot be sent, so its changes are not stored", ErrHeadersWritten)

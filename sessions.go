@@ -28,6 +28,7 @@ type manager struct {
 	key        any      // the gin.Context key, as a contextKey
 	inert      *Session // handed to skipped requests; never changes
 	seed       maphash.Seed
+	ids        sync.Pool // of *idBatch: random bytes for new IDs
 	// attachMu serialises the first Default calls of one request, should
 	// two of its goroutines make them at once.
 	attachMu [16]sync.Mutex
@@ -80,6 +81,7 @@ func newManager(secretKey []byte, opts []Option) *manager {
 		}
 	}
 	m.inert = &Session{m: m, inert: ErrSkipped}
+	m.ids.New = func() any { return &idBatch{off: len(idBatch{}.b)} }
 	return m
 }
 
