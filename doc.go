@@ -35,6 +35,20 @@
 //     expiry is extended at most once per touch interval, through
 //     Toucher.Touch where the store has it.
 //
+// # Concurrency
+//
+// Requests of one session may overlap. A save writes only the keys the
+// request changed, applied atomically to what is stored now (through the
+// store's DeltaSaver or Updater), so changes to different keys never undo
+// each other. WithLocking runs the requests of one session one at a time,
+// for handlers that read-modify-write the same key.
+//
+// # Users and the Manager
+//
+// Session.SetUser links a session to a user. A Manager (NewManager) lists a
+// user's sessions, ends one or all of them ("log out everywhere"), and walks
+// every session, outside any request, on stores that support it.
+//
 // # Security
 //
 // Cookies are HttpOnly, Secure and SameSite=Lax by default; IDs carry 256
