@@ -125,6 +125,11 @@ func newServer(cfg config) *gin.Engine {
 		// full of the longest messages.
 		sessions.WithMaxSize(max(sessions.DefaultMaxSize, cfg.MaxChats*(cfg.MaxMessages*(maxInput+200)+200)+4096)),
 		sessions.WithStoreTimeout(3 * time.Second),
+		// One request at a time per visitor: two tabs sending at once
+		// would otherwise each append to the history they loaded, and the
+		// last save would drop the other's turn. With Redis the lock holds
+		// across every instance of the app.
+		sessions.WithLocking(30 * time.Second),
 	}
 	if cfg.Store != nil {
 		opts = append(opts, sessions.WithStore(cfg.Store))
@@ -133,10 +138,6 @@ func newServer(cfg config) *gin.Engine {
 
 	r := gin.New()
 	r.Use(gin.Recovery())
-	// One changing request at a time per visitor, around the session
-	// middleware, so that two tabs sending at once cannot overwrite each
-	// other's history (see visitorLocks).
-	r.Use(newVisitorLocks(sessions.DefaultCookieName).handle)
 	r.Use(sessions.New(cfg.Secret, opts...))
 
 	assets, _ := fs.Sub(web, "web")
