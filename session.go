@@ -450,6 +450,20 @@ func (s *Session) Save() error {
 	return s.commit(s.w.sent())
 }
 
+// changeable returns why the session cannot be changed now: it is inert,
+// its load failed, or its request is over. The caller holds the lock.
+func (s *Session) changeable() error {
+	switch {
+	case s.inert != nil:
+		return s.inert
+	case s.state != loaded:
+		return s.err
+	case s.done:
+		return ErrRequestDone
+	}
+	return nil
+}
+
 // Regenerate gives the session a new ID and keeps its data and creation
 // time; the old ID is deleted from the store when the session is saved, and
 // the new cookie is sent. Call it whenever privileges change, above all at
@@ -459,14 +473,8 @@ func (s *Session) Save() error {
 func (s *Session) Regenerate() error {
 	s.lock()
 	defer s.mu.Unlock()
-	if s.inert != nil {
-		return s.inert
-	}
-	if s.state != loaded {
-		return s.err
-	}
-	if s.done {
-		return ErrRequestDone
+	if err := s.changeable(); err != nil {
+		return err
 	}
 	if s.w.sent() {
 		return ErrHeadersWritten
@@ -487,14 +495,8 @@ func (s *Session) Regenerate() error {
 func (s *Session) Destroy() error {
 	s.lock()
 	defer s.mu.Unlock()
-	if s.inert != nil {
-		return s.inert
-	}
-	if s.state != loaded {
-		return s.err
-	}
-	if s.done {
-		return ErrRequestDone
+	if err := s.changeable(); err != nil {
+		return err
 	}
 	ctx, cancel := s.m.storeContext(s.c, true)
 	defer cancel()
