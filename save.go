@@ -155,5 +155,3 @@ func (s *Session) syncUserIndex(ctx context.Context) error {
 	}
 	return nil
 }
-
-func timeUnix(nanos int64) time.Time { return time.Unix(0, nanos) }

@@ -16,7 +16,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -37,37 +36,7 @@ var testSecret = bytes.Repeat([]byte("k"), 32)
 // library or of chromedp outlives the tests.
 func TestMain(m *testing.M) {
 	gin.SetMode(gin.TestMode)
-	code := m.Run()
-	if code == 0 {
-		if leaked := waitForGoroutines(10 * time.Second); leaked != "" {
-			fmt.Fprintln(os.Stderr, "goroutines outlived the tests:\n"+leaked)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-func waitForGoroutines(limit time.Duration) string {
-	deadline := time.Now().Add(limit)
-	for {
-		runtime.GC()
-		buf := make([]byte, 1<<20)
-		stacks := string(buf[:runtime.Stack(buf, true)])
-		var leaked []string
-		for _, g := range strings.Split(stacks, "\n\n") {
-			if (strings.Contains(g, "fastsession/sessions") || strings.Contains(g, "chromedp")) &&
-				!strings.Contains(g, "waitForGoroutines") {
-				leaked = append(leaked, g)
-			}
-		}
-		if len(leaked) == 0 {
-			return ""
-		}
-		if time.Now().After(deadline) {
-			return strings.Join(leaked, "\n\n")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	os.Exit(storetest.CheckGoroutines(m, "fastsession/sessions", "chromedp"))
 }
 
 // startServer serves newServer(cfg) on 127.0.0.1 until the test ends.

@@ -546,7 +546,7 @@ func TestRedisFaults(t *testing.T) {
 	for i := range state {
 		state[i].last = before[i]
 	}
-	type tally struct{ count200, count503, health200, n int }
+	type tally struct{ count503, health200, n int }
 	var inPause, inDown tally
 	kinds := map[string]int{}
 	var first200AfterRestart bool

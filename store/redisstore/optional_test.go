@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -29,41 +28,10 @@ var (
 )
 
 // TestMain fails the run if a goroutine of the store (a lock's renewal or
-// release) outlives the tests.
+// release) outlives the tests. "redisstore." matches the store's code, not
+// the tests' ("redisstore_test.").
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if leaked := storeGoroutines(10 * time.Second); leaked != "" {
-			fmt.Fprintln(os.Stderr, "goroutines of the store outlived the tests:\n"+leaked)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-// storeGoroutines waits up to limit for every goroutine running code of
-// the store package to end, and returns the stacks of those left.
-func storeGoroutines(limit time.Duration) string {
-	deadline := time.Now().Add(limit)
-	for {
-		buf := make([]byte, 1<<20)
-		stacks := string(buf[:runtime.Stack(buf, true)])
-		var left []string
-		for _, g := range strings.Split(stacks, "\n\n") {
-			// "redisstore." matches the store's code, not the tests'
-			// ("redisstore_test.").
-			if strings.Contains(g, "sessions/store/redisstore.") {
-				left = append(left, g)
-			}
-		}
-		if len(left) == 0 {
-			return ""
-		}
-		if time.Now().After(deadline) {
-			return strings.Join(left, "\n\n")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	os.Exit(storetest.CheckGoroutines(m, "sessions/store/redisstore."))
 }
 
 var hexToken = regexp.MustCompile(`^[0-9a-f]{32}$`)

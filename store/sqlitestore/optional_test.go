@@ -4,9 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"os"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -19,38 +17,7 @@ import (
 // TestMain fails the run if a goroutine of this module outlives the tests:
 // the sweeps are stopped by Close, and a lock's release on its holder's
 // context ending is a context.AfterFunc that unlock stops.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if leaked := waitForGoroutines(10 * time.Second); leaked != "" {
-			fmt.Fprintln(os.Stderr, "goroutines outlived the tests:\n"+leaked)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-func waitForGoroutines(limit time.Duration) string {
-	deadline := time.Now().Add(limit)
-	for {
-		runtime.GC()
-		buf := make([]byte, 1<<20)
-		stacks := string(buf[:runtime.Stack(buf, true)])
-		var leaked []string
-		for _, g := range strings.Split(stacks, "\n\n") {
-			if strings.Contains(g, "fastsession/sessions") && !strings.Contains(g, "waitForGoroutines") {
-				leaked = append(leaked, g)
-			}
-		}
-		if len(leaked) == 0 {
-			return ""
-		}
-		if time.Now().After(deadline) {
-			return strings.Join(leaked, "\n\n")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+func TestMain(m *testing.M) { os.Exit(storetest.CheckGoroutines(m, "fastsession/sessions")) }
 
 // impatientDB opens the file with busy_timeout(0), so that a write it
 // cannot start fails at once with "database is locked" instead of waiting.
