@@ -205,3 +205,75 @@ func TestChecksCatchBrokenPaths(t *testing.T) {
 		})
 	}
 }
+
+// TestSentCookie checks the benchmarks' cookie check against net/http's
+// parser: for every Set-Cookie header here, sentCookie must find the cookie
+// that searching Response.Cookies() finds.
+func TestSentCookie(t *testing.T) {
+	type header struct {
+		lines []string
+		name  string
+	}
+	var headers []header
+	for _, lines := range [][]string{
+		{"sid=abc; Path=/; Max-Age=86400; HttpOnly; Secure; SameSite=Lax"},
+		{"sid=abc; Path=/; Max-Age=0"},
+		{"sid=abc; Max-Age=-1"},
+		{"sid=abc; max-age=0"},
+		{"sid=abc; Max-Age=00"},
+		{"sid=abc; Max-Age=007"},
+		{"sid=abc; Max-Age=x"},
+		{"sid=abc; Max-Age=0; Max-Age=10"},
+		{"sid=abc; Max-Age=10; Max-Age=0"},
+		{"sid=; Path=/"},
+		{`sid="abc"; Path=/`},
+		{`sid="abc; Path=/`},
+		{"sid=a b"},
+		{"sid= abc"},
+		{"sid=abc ; Path=/"},
+		{" sid = abc"},
+		{"sid=a\x01b"},
+		{"sid=a\\b"},
+		{"sids=abc", "other=1; sid=2"},
+		{"SID=abc"},
+		{"sid"},
+		{""},
+		{"sid=old; Max-Age=0", "sid=new; Path=/"},
+		{"sid=one", "sid=two"},
+		{"other=x; Max-Age=0", "sid=abc; Expires=Thu, 01 Jan 1970 00:00:00 GMT"},
+	} {
+		headers = append(headers, header{lines, "sid"})
+	}
+	// And what the implementations really send, for a new session and a
+	// destroyed one.
+	for _, impl := range impls {
+		switch impl.name {
+		case "fastsession-memstore", "gincontrib-memstore", "gincontrib-cookie", "scs-memstore":
+		default:
+			continue
+		}
+		e := impl.setup(t)
+		w := e.serve(newRequest("/new", ""))
+		headers = append(headers, header{w.Result().Header["Set-Cookie"], e.cookie})
+	}
+	found := 0
+	for _, h := range headers {
+		want := ""
+		resp := http.Response{Header: http.Header{"Set-Cookie": h.lines}}
+		for _, ck := range resp.Cookies() {
+			if ck.Name == h.name && ck.Value != "" && ck.MaxAge >= 0 {
+				want = ck.Name + "=" + ck.Value
+				break
+			}
+		}
+		if want != "" {
+			found++
+		}
+		if got := sentCookie(h.lines, h.name); got != want {
+			t.Errorf("Set-Cookie %q: sentCookie gives %q, net/http %q", h.lines, got, want)
+		}
+	}
+	if found < 10 {
+		t.Errorf("only %d of %d headers hold a live cookie: the cases test too little", found, len(headers))
+	}
+}
