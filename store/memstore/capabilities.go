@@ -14,18 +14,22 @@ func (s *Store) Update(ctx context.Context, id string, expiresAt time.Time, fn f
 	if err := ctx.Err(); err != nil {
 		return false, fmt.Errorf("memstore: update: %w", err)
 	}
-	sh := s.s.shard(id)
+	k, odd := keyOf(id)
+	sh := s.s.shard(&k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	e, ok := sh.m[id]
-	if !ok || e.exp <= time.Now().UnixNano() {
+	sl, ok := sh.get(&k, id, odd)
+	if !ok || sl.exp <= time.Now().UnixNano() {
 		return false, nil
 	}
-	next, err := fn(e.data)
+	next, err := fn(sh.data(sl))
 	if err != nil {
 		return true, err
 	}
-	sh.m[id] = entry{data: next, exp: expiresAt.UnixNano()}
+	if err := checkSize(id, next); err != nil {
+		return true, fmt.Errorf("memstore: update: %w", err)
+	}
+	sh.put(&k, id, odd, next, expiresAt.UnixNano())
 	return true, nil
 }
 
@@ -150,11 +154,12 @@ func (s *Store) UserSessions(ctx context.Context, user string) ([]string, error)
 	var live []string
 	now := time.Now().UnixNano()
 	for id := range ui.users[user] {
-		sh := s.s.shard(id)
+		k, odd := keyOf(id)
+		sh := s.s.shard(&k)
 		sh.mu.RLock()
-		e, ok := sh.m[id]
+		sl, ok := sh.get(&k, id, odd)
 		sh.mu.RUnlock()
-		if ok && e.exp > now {
+		if ok && sl.exp > now {
 			live = append(live, id)
 		} else {
 			delete(ui.users[user], id)
@@ -171,8 +176,9 @@ func (s *Store) UserSessions(ctx context.Context, user string) ([]string, error)
 // use the store. It implements sessions.Iterator.
 func (s *Store) Range(ctx context.Context, fn func(id string, data []byte, expiresAt time.Time) bool) error {
 	type item struct {
-		id string
-		e  entry
+		id   string
+		data []byte
+		exp  int64
 	}
 	var batch []item
 	for i := range s.s.shards {
@@ -183,14 +189,14 @@ func (s *Store) Range(ctx context.Context, fn func(id string, data []byte, expir
 		now := time.Now().UnixNano()
 		batch = batch[:0]
 		sh.mu.RLock()
-		for id, e := range sh.m {
-			if e.exp > now {
-				batch = append(batch, item{id, e})
+		for k, sl := range sh.m {
+			if sl.exp > now {
+				batch = append(batch, item{sh.id(&k, sl), sh.data(sl), sl.exp})
 			}
 		}
 		sh.mu.RUnlock()
 		for _, it := range batch {
-			if !fn(it.id, it.e.data, time.Unix(0, it.e.exp)) {
+			if !fn(it.id, it.data, time.Unix(0, it.exp)) {
 				return nil
 			}
 		}

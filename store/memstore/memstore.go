@@ -51,15 +51,10 @@ func WithMaxEntries(n int) Option {
 	return func(c *config) { c.maxEntries = n }
 }
 
-type entry struct {
-	data []byte
-	exp  int64 // unix nanoseconds
-}
-
 type shard struct {
 	mu sync.RWMutex
-	m  map[string]entry
-	_  [40]byte // keep neighbouring shards' locks off one cache line
+	arena
+	_ [40]byte // keep neighbouring shards' locks off one cache line
 }
 
 // state is everything the sweeper goroutine needs. It is kept apart from
@@ -80,6 +75,10 @@ type state struct {
 // not usable. Its methods are safe for concurrent use. It satisfies
 // sessions.Store and the optional sessions.Toucher, Updater, Locker (within
 // the process), UserIndexer and Iterator.
+//
+// The store holds no pointers per session: IDs are kept as fixed-size keys
+// and session data is copied into large byte slabs, so the garbage collector
+// has nothing to trace however many sessions it holds.
 type Store struct {
 	s *state
 }
@@ -94,7 +93,7 @@ func New(opts ...Option) *Store {
 	}
 	st := &state{seed: maphash.MakeSeed(), stop: make(chan struct{}), done: make(chan struct{})}
 	for i := range st.shards {
-		st.shards[i].m = make(map[string]entry)
+		st.shards[i].m = make(map[key]slot)
 	}
 	if cfg.maxEntries > 0 {
 		st.perShard = (cfg.maxEntries + shardCount - 1) / shardCount
@@ -109,8 +108,8 @@ func New(opts ...Option) *Store {
 	return s
 }
 
-func (st *state) shard(id string) *shard {
-	return &st.shards[maphash.String(st.seed, id)%shardCount]
+func (st *state) shard(k *key) *shard {
+	return &st.shards[maphash.Bytes(st.seed, k[:])%shardCount]
 }
 
 // Load returns the data stored under id, or found false when there is none
@@ -119,29 +118,38 @@ func (s *Store) Load(ctx context.Context, id string) ([]byte, time.Time, bool, e
 	if err := ctx.Err(); err != nil {
 		return nil, time.Time{}, false, fmt.Errorf("memstore: load: %w", err)
 	}
-	sh := s.s.shard(id)
+	k, odd := keyOf(id)
+	sh := s.s.shard(&k)
 	sh.mu.RLock()
-	e, ok := sh.m[id]
+	sl, ok := sh.get(&k, id, odd)
+	var data []byte
+	if ok && sl.exp > time.Now().UnixNano() {
+		data = sh.data(sl)
+	} else {
+		ok = false
+	}
 	sh.mu.RUnlock()
-	if !ok || e.exp <= time.Now().UnixNano() {
+	if !ok {
 		return nil, time.Time{}, false, nil
 	}
-	return e.data, time.Unix(0, e.exp), true, nil
+	return data, time.Unix(0, sl.exp), true, nil
 }
 
-// Save stores data under id until expiresAt. It keeps the slice itself, as
-// the Store contract allows: the caller never modifies it afterwards.
+// Save stores a copy of data under id until expiresAt.
 func (s *Store) Save(ctx context.Context, id string, data []byte, expiresAt time.Time) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("memstore: save: %w", err)
 	}
-	e := entry{data: data, exp: expiresAt.UnixNano()}
-	sh := s.s.shard(id)
+	if err := checkSize(id, data); err != nil {
+		return fmt.Errorf("memstore: save: %w", err)
+	}
+	k, odd := keyOf(id)
+	sh := s.s.shard(&k)
 	sh.mu.Lock()
-	if _, exists := sh.m[id]; !exists && s.s.perShard > 0 && len(sh.m) >= s.s.perShard {
+	if _, exists := sh.m[k]; !exists && s.s.perShard > 0 && len(sh.m) >= s.s.perShard {
 		sh.makeRoom(time.Now().UnixNano())
 	}
-	sh.m[id] = e
+	sh.put(&k, id, odd, data, expiresAt.UnixNano())
 	sh.mu.Unlock()
 	return nil
 }
@@ -155,25 +163,25 @@ func (sh *shard) makeRoom(now int64) {
 	// Still full of live sessions: evict the one closest to expiry among a
 	// sample (map iteration order is randomised).
 	const sample = 8
-	var victim string
+	var victim key
 	var victimExp int64
 	n := 0
-	for id, e := range sh.m {
-		if n == 0 || e.exp < victimExp {
-			victim, victimExp = id, e.exp
+	for k, sl := range sh.m {
+		if n == 0 || sl.exp < victimExp {
+			victim, victimExp = k, sl.exp
 		}
 		n++
 		if n == sample {
 			break
 		}
 	}
-	delete(sh.m, victim)
+	sh.remove(&victim)
 }
 
 func (sh *shard) removeExpired(now int64) {
-	for id, e := range sh.m {
-		if e.exp <= now {
-			delete(sh.m, id)
+	for k, sl := range sh.m {
+		if sl.exp <= now {
+			sh.remove(&k)
 		}
 	}
 }
@@ -183,9 +191,13 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("memstore: delete: %w", err)
 	}
-	sh := s.s.shard(id)
+	k, odd := keyOf(id)
+	sh := s.s.shard(&k)
 	sh.mu.Lock()
-	delete(sh.m, id)
+	if _, ok := sh.get(&k, id, odd); ok {
+		sh.remove(&k)
+		sh.compactIfWasteful()
+	}
 	sh.mu.Unlock()
 	return nil
 }
@@ -196,12 +208,13 @@ func (s *Store) Touch(ctx context.Context, id string, expiresAt time.Time) error
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("memstore: touch: %w", err)
 	}
-	sh := s.s.shard(id)
+	k, odd := keyOf(id)
+	sh := s.s.shard(&k)
 	now := time.Now().UnixNano()
 	sh.mu.Lock()
-	if e, ok := sh.m[id]; ok && e.exp > now {
-		e.exp = expiresAt.UnixNano()
-		sh.m[id] = e
+	if sl, ok := sh.get(&k, id, odd); ok && sl.exp > now {
+		sl.exp = expiresAt.UnixNano()
+		sh.m[k] = sl
 	}
 	sh.mu.Unlock()
 	return nil
@@ -231,6 +244,7 @@ func (st *state) sweep() {
 		sh := &st.shards[i]
 		sh.mu.Lock()
 		sh.removeExpired(now)
+		sh.compactIfWasteful()
 		sh.mu.Unlock()
 	}
 }

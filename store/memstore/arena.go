@@ -1,0 +1,248 @@
+package memstore
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+)
+
+// The store keeps no pointer per session, so the garbage collector has
+// nothing to trace however many sessions it holds: a shard's map is keyed by
+// a fixed-size array and its values are offsets into a few large byte slabs
+// (chunks), into which session data is copied.
+//
+// Chunks are append-only: bytes once written are never written again, so a
+// slice handed out by Load stays valid and unchanged for as long as the
+// caller keeps it, even after its entry is replaced or the shard compacted.
+// Replaced and deleted entries leave dead bytes behind; when they outweigh
+// half the live ones, the shard copies its live entries into fresh chunks
+// and drops the old ones (compact).
+
+const (
+	// chunkMin and chunkMax bound the size of a shard's chunks: the first is
+	// small, each next one twice the last, up to chunkMax. An entry larger
+	// than that gets a chunk of its own.
+	chunkMin = 1 << 10
+	chunkMax = 64 << 10
+	// minDead is how many dead bytes a shard tolerates before compacting,
+	// whatever its live size, so small shards do not compact on every save.
+	minDead = 64 << 10
+	// maxEntry bounds one entry (ID and data), keeping offsets in 32 bits.
+	maxEntry = 1 << 30
+)
+
+// errTooLarge is returned for an entry larger than maxEntry.
+var errTooLarge = errors.New("entry larger than 1 GiB")
+
+// idLen is the length of the IDs the sessions package issues: 32 random
+// bytes in unpadded base64url.
+const idLen = 43
+
+// key is how a shard's map names a session: the 32 bytes a canonical
+// session ID encodes, or for any other ID its SHA-256 (such entries also
+// store the ID itself, so it can be checked and given back).
+type key [32]byte
+
+// slot is where a session's bytes are: in chunk, from off, idLen bytes of ID
+// (0 for canonical IDs) followed by size bytes of data.
+type slot struct {
+	exp   int64 // unix nanoseconds
+	chunk uint32
+	off   uint32
+	size  uint32
+	idLen uint32
+}
+
+func (sl slot) len() int { return int(sl.idLen) + int(sl.size) }
+
+// keyOf returns id's key, and odd true when id is not a canonical session
+// ID, so its entry must hold the ID itself.
+func keyOf(id string) (k key, odd bool) {
+	if decodeID(id, &k) {
+		return k, false
+	}
+	return sha256.Sum256([]byte(id)), true
+}
+
+// b64 maps each base64url character to its value, and every other byte to
+// 0xff.
+var b64 = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	for i := range len(alphabet) {
+		t[alphabet[i]] = byte(i)
+	}
+	return t
+}()
+
+// decodeID decodes a canonical session ID (43 characters of unpadded
+// base64url whose last character's unused bits are zero) into k, without
+// allocating. Every 32-byte value has exactly one canonical ID, so two IDs
+// share a key only if they are the same ID.
+func decodeID(id string, k *key) bool {
+	if len(id) != idLen {
+		return false
+	}
+	for i, j := 0, 0; i < 40; i, j = i+4, j+3 {
+		a, b, c, d := b64[id[i]], b64[id[i+1]], b64[id[i+2]], b64[id[i+3]]
+		if a|b|c|d >= 64 {
+			return false
+		}
+		v := uint32(a)<<18 | uint32(b)<<12 | uint32(c)<<6 | uint32(d)
+		k[j], k[j+1], k[j+2] = byte(v>>16), byte(v>>8), byte(v)
+	}
+	a, b, c := b64[id[40]], b64[id[41]], b64[id[42]]
+	if a|b|c >= 64 {
+		return false
+	}
+	v := uint32(a)<<12 | uint32(b)<<6 | uint32(c)
+	if v&3 != 0 {
+		return false // not canonical: unused bits set
+	}
+	k[30], k[31] = byte(v>>10), byte(v>>2)
+	return true
+}
+
+// arena is a shard's sessions. Its methods expect the shard's lock held
+// (read lock for get and data, write lock for the rest).
+type arena struct {
+	m      map[key]slot
+	chunks [][]byte // the last one is appended to
+	live   int      // bytes the slots in m refer to
+	dead   int      // bytes in chunks no slot refers to any more
+}
+
+// get returns id's slot, if the shard holds one.
+func (a *arena) get(k *key, id string, odd bool) (slot, bool) {
+	sl, ok := a.m[*k]
+	if !ok {
+		return slot{}, false
+	}
+	if !odd {
+		return sl, sl.idLen == 0
+	}
+	return sl, sl.idLen != 0 && string(a.chunks[sl.chunk][sl.off:sl.off+sl.idLen]) == id
+}
+
+// data returns the session data of sl, capped so that appending to it
+// cannot reach the bytes that follow.
+func (a *arena) data(sl slot) []byte {
+	if sl.size == 0 {
+		return []byte{}
+	}
+	start := sl.off + sl.idLen
+	end := start + sl.size
+	return a.chunks[sl.chunk][start:end:end]
+}
+
+// id returns the session ID of the entry k, sl.
+func (a *arena) id(k *key, sl slot) string {
+	if sl.idLen == 0 {
+		return base64.RawURLEncoding.EncodeToString(k[:])
+	}
+	return string(a.chunks[sl.chunk][sl.off : sl.off+sl.idLen])
+}
+
+// put stores a copy of data under id (whose key is k) until exp.
+func (a *arena) put(k *key, id string, odd bool, data []byte, exp int64) {
+	if old, ok := a.m[*k]; ok {
+		a.release(old)
+	}
+	sl := slot{exp: exp, size: uint32(len(data))}
+	if odd {
+		sl.idLen = uint32(len(id))
+	}
+	if n := sl.len(); n > 0 {
+		sl.chunk, sl.off = a.reserve(n)
+		c := a.chunks[sl.chunk]
+		copy(c[sl.off:], id[:sl.idLen])
+		copy(c[sl.off+sl.idLen:], data)
+		a.live += n
+	}
+	a.m[*k] = sl
+	a.compactIfWasteful()
+}
+
+// reserve makes room for n bytes at the end of the chunks and returns where.
+func (a *arena) reserve(n int) (chunk, off uint32) {
+	if last := len(a.chunks) - 1; last >= 0 {
+		c := a.chunks[last]
+		if cap(c)-len(c) >= n {
+			a.chunks[last] = c[:len(c)+n]
+			return uint32(last), uint32(len(c))
+		}
+		a.dead += cap(c) - len(c) // the rest of that chunk stays unused
+	}
+	size := chunkMin
+	if last := len(a.chunks) - 1; last >= 0 {
+		size = min(2*cap(a.chunks[last]), chunkMax)
+	}
+	size = max(size, n)
+	a.chunks = append(a.chunks, make([]byte, n, size))
+	return uint32(len(a.chunks) - 1), 0
+}
+
+// remove drops the entry k. The caller compacts when it is done removing.
+func (a *arena) remove(k *key) {
+	if sl, ok := a.m[*k]; ok {
+		delete(a.m, *k)
+		a.release(sl)
+	}
+}
+
+func (a *arena) release(sl slot) {
+	a.live -= sl.len()
+	a.dead += sl.len()
+}
+
+// compactIfWasteful compacts when dead bytes outweigh half the live ones
+// (and minDead), so the chunks never hold much more than 1.5 times the live
+// data plus a chunk. Each compaction copies the live bytes once, and at
+// least half as many bytes must die again before the next one, so its cost
+// per byte saved is bounded.
+func (a *arena) compactIfWasteful() {
+	if a.dead > minDead && 2*a.dead > a.live {
+		a.compact()
+	}
+}
+
+// compact copies the live entries into fresh chunks and drops the old ones.
+// Slices of the old chunks that Load handed out keep them alive, unchanged.
+func (a *arena) compact() {
+	var chunks [][]byte
+	var cur []byte
+	left := a.live
+	a.dead = 0
+	for k, sl := range a.m {
+		n := sl.len()
+		if n == 0 {
+			continue
+		}
+		if cap(cur)-len(cur) < n {
+			if cur != nil {
+				chunks = append(chunks, cur)
+				a.dead += cap(cur) - len(cur)
+			}
+			cur = make([]byte, 0, max(min(left, maxEntry), n))
+		}
+		src := a.chunks[sl.chunk][sl.off : int(sl.off)+n]
+		sl.chunk, sl.off = uint32(len(chunks)), uint32(len(cur))
+		cur = append(cur, src...)
+		a.m[k] = sl
+		left -= n
+	}
+	if cur != nil {
+		chunks = append(chunks, cur)
+	}
+	a.chunks = chunks
+}
+
+// checkSize refuses an entry too large for 32-bit offsets.
+func checkSize(id string, data []byte) error {
+	if len(id)+len(data) > maxEntry {
+		return errTooLarge
+	}
+	return nil
+}
