@@ -166,7 +166,7 @@ func deleting(attrs string) bool {
 		var a string
 		a, attrs, _ = strings.Cut(attrs, ";")
 		k, v, _ := strings.Cut(strings.TrimSpace(a), "=")
-		if !strings.EqualFold(k, "max-age") {
+		if len(k) != len("max-age") || !strings.EqualFold(k, "max-age") {
 			continue
 		}
 		secs, err := strconv.Atoi(v)

@@ -126,6 +126,11 @@ func (a *arena) get(k *key, id string, odd bool) (slot, bool) {
 	return sl, sl.idLen != 0 && string(a.chunks[sl.chunk][sl.off:sl.off+sl.idLen]) == id
 }
 
+func (a *arena) has(k *key) bool {
+	_, ok := a.m[*k]
+	return ok
+}
+
 // data returns the session data of sl, capped so that appending to it
 // cannot reach the bytes that follow.
 func (a *arena) data(sl slot) []byte {

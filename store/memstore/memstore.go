@@ -146,7 +146,7 @@ func (s *Store) Save(ctx context.Context, id string, data []byte, expiresAt time
 	k, odd := keyOf(id)
 	sh := s.s.shard(&k)
 	sh.mu.Lock()
-	if _, exists := sh.m[k]; !exists && s.s.perShard > 0 && len(sh.m) >= s.s.perShard {
+	if s.s.perShard > 0 && len(sh.m) >= s.s.perShard && !sh.has(&k) {
 		sh.makeRoom(time.Now().UnixNano())
 	}
 	sh.put(&k, id, odd, data, expiresAt.UnixNano())
