@@ -44,48 +44,47 @@ type Session struct {
 	c     *gin.Context
 	w     responseWriter
 	inert error // non-nil: the session is inert, and this is why
-
-	state uint8
 	err   error // why the session failed
-	done  bool
 
-	id        string
-	isNew     bool
-	stored    bool   // id is in the store (found at load, or saved since)
-	hadCookie bool   // the request carried a validly signed cookie
-	raw       []byte // the stored record, as loaded or last saved
-	rec       record
-	loadedAt  time.Time // when the session was loaded: "now" for reads
-	created   time.Time
-	expires   time.Time // the store's expiry of the stored session; zero if unknown
+	id       string
+	raw      []byte // the stored record, as loaded or last saved
+	rec      record
+	loadedAt time.Time // when the session was loaded: "now" for reads
+	created  time.Time
+	expires  time.Time // the store's expiry of the stored session; zero if unknown
 
 	changes []change
 	arena   []byte // backing store of the encoded values in changes
 
 	// Inline storage for the common small request, saving allocations.
-	changeBuf  [4]change
-	arenaBuf   [96]byte
+	changeBuf  [2]change
+	arenaBuf   [64]byte
 	cookieSlot [1]string
 
 	// The Updater path: the function handed to the store, and its result.
 	applyFn  func([]byte) ([]byte, error)
 	next     []byte
 	applyErr error
-	cleared  bool
-	dirty    bool
 	setErr   error // first value that could not be encoded
 
 	user       string // the session's user (SetUser)
 	linkedUser string // the user index entry known to exist: user ...
 	linkedID   string // ... and session ID
+	oldID      string // the ID Regenerate replaced, to delete on save
 	unlock     func() // releases the session's lock (WithLocking)
 
-	refreshed    bool   // saved or touched during this request
-	reported     bool   // a save failed before the headers and was reported
-	needCookie   bool   // the client does not have this ID yet
-	reissue      bool   // the cookie was signed with a previous key
-	oldID        string // the ID Regenerate replaced, to delete on save
-	expireCookie bool   // Destroy: drop the client's cookie unless a new one is sent
+	state        uint8
+	done         bool
+	isNew        bool
+	stored       bool // id is in the store (found at load, or saved since)
+	hadCookie    bool // the request carried a validly signed cookie
+	cleared      bool
+	dirty        bool
+	refreshed    bool // saved or touched during this request
+	reported     bool // a save failed before the headers and was reported
+	needCookie   bool // the client does not have this ID yet
+	reissue      bool // the cookie was signed with a previous key
+	expireCookie bool // Destroy: drop the client's cookie unless a new one is sent
 }
 
 type change struct {
