@@ -20,10 +20,11 @@ import (
 
 const (
 	// chunkMin and chunkMax bound the size of a shard's chunks: the first is
-	// small, each next one twice the last, up to chunkMax. An entry larger
+	// small, each next one twice the last, up to chunkMax, the largest size
+	// the runtime still allocates from its per-CPU caches. An entry larger
 	// than that gets a chunk of its own.
 	chunkMin = 1 << 10
-	chunkMax = 64 << 10
+	chunkMax = 32 << 10
 	// minDead is how many dead bytes a shard tolerates before compacting,
 	// whatever its live size, so small shards do not compact on every save.
 	minDead = 64 << 10

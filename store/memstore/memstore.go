@@ -3,9 +3,15 @@
 // up.
 //
 // It keeps each session's encoded bytes in a sharded map with a per-entry
-// expiry. Sessions live as long as the process: use it for development, tests
-// and single-instance apps, and a shared store (Redis, PostgreSQL, ...) as
-// soon as a second instance serves the same users.
+// expiry, without a pointer per session: keys are fixed-size arrays and the
+// data is copied into large append-only byte slabs, so the garbage collector
+// has nothing to trace however many sessions the store holds. Slabs are
+// compacted once the bytes of replaced and deleted entries outweigh half the
+// live ones.
+//
+// Sessions live as long as the process: use it for development, tests and
+// single-instance apps, and a shared store (Redis, PostgreSQL, ...) as soon
+// as a second instance serves the same users.
 //
 // The package speaks in standard types only and does not import the sessions
 // package, so it can serve as the middleware's default.
@@ -75,10 +81,6 @@ type state struct {
 // not usable. Its methods are safe for concurrent use. It satisfies
 // sessions.Store and the optional sessions.Toucher, Updater, Locker (within
 // the process), UserIndexer and Iterator.
-//
-// The store holds no pointers per session: IDs are kept as fixed-size keys
-// and session data is copied into large byte slabs, so the garbage collector
-// has nothing to trace however many sessions it holds.
 type Store struct {
 	s *state
 }
