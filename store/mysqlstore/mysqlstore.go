@@ -52,7 +52,7 @@ import (
 
 	// The driver registers itself as "mysql" with database/sql; the Store
 	// works with any *sql.DB opened with it.
-	_ "github.com/go-sql-driver/mysql"
+	"github.com/go-sql-driver/mysql"
 )
 
 // DefaultTableName is the table a Store uses unless [WithTableName] says
@@ -131,6 +131,10 @@ type state struct {
 	db        *sql.DB
 	table     string // quoted
 	createSQL string
+	// database and name are the table name's parts, unquoted; database is
+	// nil when the name has none (the connection's database).
+	database any
+	name     string
 
 	// closeMu is held for reading while a statement runs, and for writing
 	// while Close releases the prepared statements.
@@ -179,7 +183,11 @@ func New(db *sql.DB, opts ...Option) *Store {
 		db:        db,
 		table:     t,
 		createSQL: schema(t),
+		name:      cfg.table,
 		done:      make(chan struct{}),
+	}
+	if db, name, ok := strings.Cut(cfg.table, "."); ok {
+		st.database, st.name = db, name
 	}
 	st.stmts[stmtLoad].query = "SELECT data, expires_at FROM " + t + " WHERE id = ? AND expires_at > ?"
 	// Save leaves user_id alone: only LinkUser and UnlinkUser set it.
@@ -269,14 +277,32 @@ func Schema(table string) string {
 }
 
 // CreateTable creates the session table with its indexes unless it
-// already exists; calling it again, or from several processes at once, is
-// safe.
+// already exists, and adds the user_id column and its index to a table made
+// before sessions had users; calling it again, or from several processes at
+// once, is safe.
 func (s *Store) CreateTable(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("mysqlstore: create table: %w", err)
 	}
-	if _, err := s.s.db.ExecContext(ctx, s.s.createSQL); err != nil {
+	st := s.s
+	if _, err := st.db.ExecContext(ctx, st.createSQL); err != nil {
 		return fmt.Errorf("mysqlstore: create table: %w", err)
+	}
+	// MySQL has no ADD COLUMN IF NOT EXISTS: look, then add.
+	var n int
+	err := st.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.COLUMNS"+
+		" WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? AND COLUMN_NAME = 'user_id'",
+		st.database, st.name).Scan(&n)
+	if err != nil {
+		return fmt.Errorf("mysqlstore: create table: looking for the user_id column: %w", err)
+	}
+	if n == 0 {
+		_, err := st.db.ExecContext(ctx, "ALTER TABLE "+st.table+" ADD COLUMN user_id VARBINARY(255) NULL, ADD INDEX user_id_idx (user_id)")
+		var merr *mysql.MySQLError
+		// 1060 and 1061: another process added the column or the index first.
+		if err != nil && !(errors.As(err, &merr) && (merr.Number == 1060 || merr.Number == 1061)) {
+			return fmt.Errorf("mysqlstore: create table: adding the user_id column: %w", err)
+		}
 	}
 	return nil
 }

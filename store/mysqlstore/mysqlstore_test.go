@@ -91,6 +91,38 @@ func testTable(t *testing.T, db *sql.DB) string {
 	return name
 }
 
+// A table made before sessions had users (no user_id column) is brought up
+// to date by CreateTable, its sessions kept, and the user index then works.
+func TestCreateTableUpgradesATableWithoutUsers(t *testing.T) {
+	db := testDB(t)
+	table := testTable(t, db)
+	if _, err := db.ExecContext(ctx(t), "CREATE TABLE `"+table+"` (id VARBINARY(64) NOT NULL PRIMARY KEY, data MEDIUMBLOB NOT NULL, expires_at BIGINT NOT NULL, INDEX expires_at_idx (expires_at)) ENGINE=InnoDB"); err != nil {
+		t.Fatalf("creating the old table: %v", err)
+	}
+	s := New(db, WithTableName(table), WithCleanupInterval(0))
+	defer s.Close()
+	old := storetest.NewID()
+	exp := time.Now().Add(time.Hour)
+	if err := s.Save(ctx(t), old, []byte("kept"), exp); err != nil {
+		t.Fatalf("Save into the old table: %v", err)
+	}
+	for i := range 2 {
+		if err := s.CreateTable(ctx(t)); err != nil {
+			t.Fatalf("CreateTable on the old table (%d): %v", i, err)
+		}
+	}
+	if data, _, found, err := s.Load(ctx(t), old); err != nil || !found || string(data) != "kept" {
+		t.Fatalf("the old session after the upgrade: %q, %v, %v", data, found, err)
+	}
+	if err := s.LinkUser(ctx(t), "ann", old, exp); err != nil {
+		t.Fatalf("LinkUser after the upgrade: %v", err)
+	}
+	got, err := s.UserSessions(ctx(t), "ann")
+	if err != nil || len(got) != 1 || got[0] != old {
+		t.Fatalf("UserSessions after the upgrade: %q, %v", got, err)
+	}
+}
+
 // newTestStore returns a store on a fresh table, created with CreateTable,
 // and closes the store when the test ends.
 func newTestStore(t *testing.T, db *sql.DB, opts ...Option) (*Store, string) {

@@ -256,6 +256,8 @@ func schemaStatements(ident pgx.Identifier) []string {
 			"    expires_at TIMESTAMPTZ NOT NULL,\n" +
 			"    user_id    TEXT\n" +
 			")",
+		// A table made before sessions had users lacks the column.
+		"ALTER TABLE " + t + " ADD COLUMN IF NOT EXISTS user_id TEXT",
 		"CREATE INDEX IF NOT EXISTS " + expIdx + " ON " + t + " (expires_at)",
 		// Most sessions have no user: the index holds only those that do.
 		"CREATE INDEX IF NOT EXISTS " + userIdx + " ON " + t + " (user_id) WHERE user_id IS NOT NULL",

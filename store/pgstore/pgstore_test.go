@@ -189,6 +189,7 @@ func TestSchema(t *testing.T) {
 		"data       BYTEA NOT NULL",
 		"expires_at TIMESTAMPTZ NOT NULL,",
 		"user_id    TEXT\n)",
+		`ALTER TABLE "app"."Sessions" ADD COLUMN IF NOT EXISTS user_id TEXT;`,
 		`CREATE INDEX IF NOT EXISTS "Sessions_expires_at_idx" ON "app"."Sessions" (expires_at);`,
 		`CREATE INDEX IF NOT EXISTS "Sessions_user_id_idx" ON "app"."Sessions" (user_id) WHERE user_id IS NOT NULL;`,
 	} {
@@ -210,6 +211,39 @@ func TestSchema(t *testing.T) {
 	id := storetest.NewID()
 	if err := s.Save(ctx(t), id, []byte("x"), time.Now().Add(time.Hour)); err != nil {
 		t.Fatalf("Save into a table made from Schema: %v", err)
+	}
+}
+
+// A table made before sessions had users (no user_id column) is brought up
+// to date by CreateTable, its sessions kept, and the user index then works.
+func TestCreateTableUpgradesATableWithoutUsers(t *testing.T) {
+	pool := testPool(t)
+	table := testTable(t, pool)
+	tq := pgx.Identifier{table}.Sanitize()
+	if _, err := pool.Exec(ctx(t), "CREATE TABLE "+tq+" (id TEXT PRIMARY KEY, data BYTEA NOT NULL, expires_at TIMESTAMPTZ NOT NULL)"); err != nil {
+		t.Fatalf("creating the old table: %v", err)
+	}
+	old := storetest.NewID()
+	exp := time.Now().Add(time.Hour)
+	if _, err := pool.Exec(ctx(t), "INSERT INTO "+tq+" (id, data, expires_at) VALUES ($1, $2, $3)", old, []byte("kept"), exp); err != nil {
+		t.Fatalf("seeding the old table: %v", err)
+	}
+	s := New(pool, WithTableName(table), WithCleanupInterval(0))
+	defer s.Close()
+	for i := range 2 {
+		if err := s.CreateTable(ctx(t)); err != nil {
+			t.Fatalf("CreateTable on the old table (%d): %v", i, err)
+		}
+	}
+	if data, _, found, err := s.Load(ctx(t), old); err != nil || !found || string(data) != "kept" {
+		t.Fatalf("the old session after the upgrade: %q, %v, %v", data, found, err)
+	}
+	if err := s.LinkUser(ctx(t), "ann", old, exp); err != nil {
+		t.Fatalf("LinkUser after the upgrade: %v", err)
+	}
+	got, err := s.UserSessions(ctx(t), "ann")
+	if err != nil || len(got) != 1 || got[0] != old {
+		t.Fatalf("UserSessions after the upgrade: %q, %v", got, err)
 	}
 }
 

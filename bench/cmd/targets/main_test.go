@@ -55,7 +55,7 @@ func TestTargets(t *testing.T) {
 		got[r.target] = r.verdict + " " + r.ratio
 	}
 	want := map[string]string{
-		"untouched over bare":                                 "info 0.92× time, +1 allocs",
+		"untouched ≤ bare + 0.25 µs and + 2 allocs":           "met -0.10 µs, +1 allocs",
 		"memstore read ≤ 0.15 × scs read":                     "met 1.00",
 		"memstore read ≤ bare + securecookie decode + 1.5 µs": "met 0.86",
 		"memstore write ≤ 0.15 × scs write":                   "missed 1.11",
@@ -65,6 +65,28 @@ func TestTargets(t *testing.T) {
 	for k, w := range want {
 		if got[k] != w {
 			t.Errorf("%s: %q, want %q", k, got[k], w)
+		}
+	}
+}
+
+func TestUntouchedLimits(t *testing.T) {
+	for _, c := range []struct {
+		fsNs, fsAllocs string
+		want           string
+	}{
+		{"1450", "12", "met +0.25 µs, +2 allocs"},
+		{"1460", "12", "missed +0.26 µs, +2 allocs"},
+		{"1300", "13", "missed +0.10 µs, +3 allocs"},
+	} {
+		in := "BenchmarkSessions/untouched/bare-2 \t 1000000\t 1200 ns/op\t 100 B/op\t 10 allocs/op\n" +
+			"BenchmarkSessions/untouched/fastsession-memstore-2 \t 1000000\t " + c.fsNs + " ns/op\t 150 B/op\t " + c.fsAllocs + " allocs/op\n"
+		s, err := parse(strings.NewReader(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := targets(s)[0]
+		if got := r.verdict + " " + r.ratio; got != c.want {
+			t.Errorf("untouched %s ns, %s allocs: %q, want %q", c.fsNs, c.fsAllocs, got, c.want)
 		}
 	}
 }
