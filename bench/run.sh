@@ -3,8 +3,8 @@
 # target ratios (cmd/targets). The raw `go test -bench` output is kept in
 # results/latest.txt, the report in results/latest.md.
 #
-#   ./run.sh                 # -count 6, every benchmark
-#   COUNT=3 ./run.sh         # fewer runs
+#   ./run.sh                 # 6 rounds of every benchmark
+#   COUNT=3 ./run.sh         # fewer rounds
 #   BENCH='Sessions/read' ./run.sh
 #
 # Redis and PostgreSQL are reached as the tests reach them
@@ -38,8 +38,27 @@ trap 'kill "$sampler" 2>/dev/null; rm -f "$loadlog"' EXIT
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 started=$(date -u)
-go test -run '^$' -bench "$pattern" -benchmem -count "$count" -timeout 60m | tee "$raw"
-status=${PIPESTATUS[0]}
+# One pass over every benchmark per round, COUNT rounds: the implementations
+# alternate, so a drift of the shared machine touches them all alike instead
+# of whichever happened to run during it (go test -count would run each
+# benchmark's repetitions back to back).
+bin=$(mktemp -d)/bench.test
+trap 'kill "$sampler" 2>/dev/null; rm -f "$loadlog"; rm -rf "$(dirname "$bin")"' EXIT
+go test -c -o "$bin" . || exit 1
+status=0
+: >"$raw"
+for round in $(seq 1 "$count"); do
+	echo "== round $round of $count" >&2
+	"$bin" -test.run '^$' -test.bench "$pattern" -test.benchmem -test.count 1 -test.timeout 60m >"$raw.round" || status=$?
+	cat "$raw.round"
+	# The header lines (goos, pkg, ...) once; results every round.
+	if [ "$round" -eq 1 ]; then
+		cat "$raw.round" >>"$raw"
+	else
+		grep -v -E '^(goos|goarch|pkg|cpu):' "$raw.round" | grep -v -E '^(PASS|ok)' >>"$raw"
+	fi
+done
+rm -f "$raw.round"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 load_range=$(sort -g "$loadlog" | sed -n '1p;$p' | paste -sd' ' | sed 's/ / to /')
 
@@ -51,7 +70,7 @@ load_range=$(sort -g "$loadlog" | sed -n '1p;$p' | paste -sd' ' | sed 's/ / to /
 	echo "- $(go version)"
 	echo "- code: $(git -C .. log -1 --format='%h %s' 2>/dev/null || echo unknown)$(git -C .. status --porcelain -- . ':!bench' 2>/dev/null | grep -q . && echo ', with uncommitted changes outside bench/')"
 	echo "- load average (1, 5, 15 min) before: $load_before; after: $load_after; 1-min load during the run, sampled every 10 s: $load_range"
-	echo "- command: go test -run '^\$' -bench '$pattern' -benchmem -count $count"
+	echo "- command: $count rounds of go test -run '^\$' -bench '$pattern' -benchmem -count 1 (the implementations alternate)"
 	[ "$status" -ne 0 ] && echo "- go test FAILED (status $status): see $raw"
 	echo
 	echo "## benchstat"
