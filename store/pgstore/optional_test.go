@@ -207,14 +207,16 @@ func TestUpdateHoldsRowLock(t *testing.T) {
 		t.Fatalf("Save: %v", err)
 	}
 	// B and the Save ran in either order after A; B saw either A's or the
-	// Save's result, never the data from before A.
+	// Save's result, never the data from before A. If B came first, the
+	// Save then replaced its result; if the Save came first, B added to it.
 	saw, _ := bSaw.Load().(string)
-	if saw != "0A" && saw != "S" {
+	want := map[string]string{"0A": "S", "S": "SB"}[saw]
+	if want == "" {
 		t.Fatalf("the second Update saw %q, want the first one's result %q (or the Save's)", saw, "0A")
 	}
 	got, _, _, err := s.Load(ctx(t), id)
-	if err != nil || (string(got) != "0AB" && string(got) != "S") {
-		t.Fatalf("after both: %q, %v", got, err)
+	if err != nil || string(got) != want {
+		t.Fatalf("after both (the second Update saw %q): %q, %v; want %q", saw, got, err, want)
 	}
 }
 
@@ -318,9 +320,11 @@ func TestLockFreedWhenHolderConnectionDies(t *testing.T) {
 	if p := lockHolderPID(t, pool, key); p != 0 {
 		t.Fatalf("lock still held by %d after unlock", p)
 	}
-	if n := holderPool.Stat().AcquiredConns() + pool.Stat().AcquiredConns(); n != 0 {
-		t.Fatalf("%d connections still acquired after every unlock", n)
-	}
+	// The pool destroys a broken connection in the background, so the dead
+	// holder's goes back a little after its unlock.
+	eventually(t, "every connection back in its pool after every unlock", func() bool {
+		return holderPool.Stat().AcquiredConns()+pool.Stat().AcquiredConns() == 0
+	})
 }
 
 // The lock's connection comes from WithLockPool when given, and goes back to
