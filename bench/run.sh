@@ -36,6 +36,10 @@ loadlog=$(mktemp)
 sampler=$!
 trap 'kill "$sampler" 2>/dev/null; rm -f "$loadlog"' EXIT
 
+# CPU time the hypervisor gave to other guests (steal) slows everything
+# down unevenly: report its share of the run.
+cpu_ticks() { awk '/^cpu / { print $2+$3+$4+$5+$6+$7+$8+$9, $9 }' /proc/stat; }
+read -r total_before steal_before < <(cpu_ticks)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 started=$(date -u)
 # One pass over every benchmark per round, COUNT rounds: the implementations
@@ -60,6 +64,8 @@ for round in $(seq 1 "$count"); do
 done
 rm -f "$raw.round"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+read -r total_after steal_after < <(cpu_ticks)
+steal=$(awk -v t=$((total_after - total_before)) -v s=$((steal_after - steal_before)) 'BEGIN { printf "%.1f%%", (t > 0 ? 100 * s / t : 0) }')
 load_range=$(sort -g "$loadlog" | sed -n '1p;$p' | paste -sd' ' | sed 's/ / to /')
 
 {
@@ -69,7 +75,7 @@ load_range=$(sort -g "$loadlog" | sed -n '1p;$p' | paste -sd' ' | sed 's/ / to /
 	echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
 	echo "- $(go version)"
 	echo "- code: $(git -C .. log -1 --format='%h %s' 2>/dev/null || echo unknown)$(git -C .. status --porcelain -- . ':!bench' 2>/dev/null | grep -q . && echo ', with uncommitted changes outside bench/')"
-	echo "- load average (1, 5, 15 min) before: $load_before; after: $load_after; 1-min load during the run, sampled every 10 s: $load_range"
+	echo "- load average (1, 5, 15 min) before: $load_before; after: $load_after; 1-min load during the run, sampled every 10 s: $load_range; CPU time stolen by the hypervisor: $steal"
 	echo "- command: $count rounds of go test -run '^\$' -bench '$pattern' -benchmem -count 1 (the implementations alternate)"
 	[ "$status" -ne 0 ] && echo "- go test FAILED (status $status): see $raw"
 	echo
