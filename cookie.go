@@ -46,6 +46,7 @@ type cookieCodec struct {
 	attrs  string    // "; Path=/; HttpOnly; ..." without Max-Age
 	maxAge time.Duration
 	window int64 // seconds a cookie is accepted after it was issued
+	seen   verifiedCookies
 }
 
 // deriveKey turns the application's secret into the HMAC key used for
@@ -62,6 +63,7 @@ func newCookieCodec(cfg *config, secret []byte) *cookieCodec {
 	// A cookie is issued when its session is created or regenerated, so a
 	// cookie older than the lifetime cannot name a live session.
 	cc := &cookieCodec{name: cfg.cookieName, prefix: []byte(cfg.cookieName + "|"), maxAge: cfg.maxAge, window: int64(cfg.lifetime/time.Second) + 1}
+	cc.seen.init()
 	cc.pool.New = func() any {
 		st := &macState{}
 		for _, k := range keys {
@@ -120,28 +122,43 @@ func (cc *cookieCodec) sign(st *macState, k int, msg []byte) []byte {
 
 // decode checks a cookie value and returns the session ID it carries, and
 // whether it was signed with a previous key (it should then be re-issued).
-// now is the current Unix time.
-// Everything is checked before anything is allocated: only the returned ID
-// is.
+// now is the current Unix time. A value that passed the check before is
+// found in cc.seen and only its age is checked again.
 func (cc *cookieCodec) decode(value string, now int64) (id string, old bool, err error) {
 	if len(value) > maxCookieLen {
 		return "", false, errCookieTooLong
 	}
+	if e, ok := cc.seen.lookup(value); ok {
+		if e.issued < now-cc.window {
+			return "", false, errCookieExpired
+		}
+		return e.id, e.old, nil
+	}
+	id, old, issued, err := cc.verify(value, now)
+	if err == nil {
+		cc.seen.remember(verifiedEntry{value: strings.Clone(value), id: id, issued: issued, old: old})
+	}
+	return id, old, err
+}
+
+// verify does the full check of decode. Everything is checked before
+// anything is allocated: only the returned ID is.
+func (cc *cookieCodec) verify(value string, now int64) (id string, old bool, issued int64, err error) {
 	st := cc.pool.Get().(*macState)
 	defer cc.pool.Put(st)
 	n, err := base64.URLEncoding.Decode(st.raw[:], st.src[:copy(st.src[:], value)])
 	if err != nil {
-		return "", false, errCookieFormat
+		return "", false, 0, errCookieFormat
 	}
 	b := st.raw[:n]
 	// "timestamp|value|mac", the mac being the last 32 bytes.
 	if len(b) < sha256.Size+4 || b[len(b)-sha256.Size-1] != '|' {
-		return "", false, errCookieFormat
+		return "", false, 0, errCookieFormat
 	}
 	msg, mac := b[:len(b)-sha256.Size-1], b[len(b)-sha256.Size:]
 	bar := bytes.IndexByte(msg, '|')
 	if bar <= 0 || bar > 19 {
-		return "", false, errCookieFormat
+		return "", false, 0, errCookieFormat
 	}
 	ts, val := msg[:bar], msg[bar+1:]
 	k, ok := -1, false
@@ -152,23 +169,22 @@ func (cc *cookieCodec) decode(value string, now int64) (id string, old bool, err
 		}
 	}
 	if !ok {
-		return "", false, errCookieMAC
+		return "", false, 0, errCookieMAC
 	}
-	var issued int64
 	for _, c := range ts {
 		if c < '0' || c > '9' {
-			return "", false, errCookieFormat
+			return "", false, 0, errCookieFormat
 		}
 		issued = issued*10 + int64(c-'0')
 	}
 	if issued < now-cc.window {
-		return "", false, errCookieExpired
+		return "", false, 0, errCookieExpired
 	}
 	m, err := base64.URLEncoding.Decode(st.id[:], val)
 	if err != nil || !validID(st.id[:m]) {
-		return "", false, errCookieID
+		return "", false, 0, errCookieID
 	}
-	return string(st.id[:m]), k > 0, nil
+	return string(st.id[:m]), k > 0, issued, nil
 }
 
 // encode signs id under the current key and returns the cookie value.
