@@ -265,11 +265,11 @@ func schemaStatements(ident pgx.Identifier) []string {
 }
 
 // Schema returns the SQL statements that create the session table named
-// table (as accepted by [WithTableName]) and its indexes on the expiry and
-// on the user, each
-// ending with a semicolon and a newline. They are the statements that
-// [Store.CreateTable] runs, for use in a migration tool. Schema panics if the
-// table name is invalid.
+// table (as accepted by [WithTableName]), add its user_id column to a table
+// made before sessions had users, and create its indexes on the expiry and
+// on the user, each ending with a semicolon and a newline. They are the
+// statements that [Store.CreateTable] runs, for use in a migration tool.
+// Schema panics if the table name is invalid.
 func Schema(table string) string {
 	ident, err := parseTableName(table)
 	if err != nil {
@@ -284,8 +284,9 @@ func Schema(table string) string {
 }
 
 // CreateTable creates the session table and its indexes unless they
-// already exist; calling it again, or from several processes at once, is
-// safe. The schema of a schema-qualified table name must already exist.
+// already exist, and adds the user_id column to a table made before
+// sessions had users; calling it again, or from several processes at once,
+// is safe. The schema of a schema-qualified table name must already exist.
 func (s *Store) CreateTable(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("pgstore: create table: %w", err)
