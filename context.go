@@ -11,6 +11,10 @@ type contextKey string
 // never panics: without such a middleware it returns an inert session whose
 // Err is ErrNoMiddleware, and for a skipped request one whose Err is
 // ErrSkipped. Inert sessions read as empty and store nothing.
+//
+// On a copy of the context (c.Copy(), for a goroutine) Default returns the
+// request's session if the request used it before the copy was made, and
+// otherwise an inert session whose Err is ErrCopiedContext.
 func Default(c *gin.Context) *Session {
 	return lookup(c, contextKey(DefaultContextKey))
 }
@@ -27,6 +31,11 @@ func lookup(c *gin.Context, key contextKey) *Session {
 		case *Session:
 			return v
 		case *manager:
+			if c.Handler() == nil {
+				// Only a copy has no handler chain: it cannot wrap the
+				// request's writer, so it must not start the session.
+				return &Session{inert: ErrCopiedContext}
+			}
 			return v.attach(c)
 		}
 	}

@@ -43,6 +43,13 @@
 // each other. WithLocking runs the requests of one session one at a time,
 // for handlers that read-modify-write the same key.
 //
+// Within one request, a *Session may be handed to goroutines: its methods
+// are safe for concurrent use until the handler chain returns. A copy of
+// the gin.Context (c.Copy()) shares the session if the handler called
+// Default(c) before copying; a copy made earlier gets an inert session whose
+// Err is ErrCopiedContext, because only the request itself can put the
+// session's cookie on its response.
+//
 // # Users and the Manager
 //
 // Session.SetUser links a session to a user. A Manager (NewManager) lists a

@@ -38,6 +38,15 @@ var (
 	// ran for the request.
 	ErrNoMiddleware = errors.New("sessions: no session middleware for this context key")
 
+	// ErrCopiedContext is reported by the inert session that Default and
+	// FromContext return for a copy of the gin.Context (c.Copy()) made
+	// before the request first used its session. A copy cannot take the
+	// request's response writer over, so it cannot start the session: call
+	// Default(c) before c.Copy(), or hand the *Session itself to the
+	// goroutine. A copy made after that first use shares the request's
+	// session.
+	ErrCopiedContext = errors.New("sessions: session first used through a copy of the gin.Context; call sessions.Default(c) before c.Copy()")
+
 	// ErrLocked reports a request that could not get its session's lock
 	// within the wait set by WithLocking. The default error handler answers
 	// it with 503.

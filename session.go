@@ -569,7 +569,7 @@ func (s *Session) Ref() string {
 }
 
 // Err reports why the session is unusable: the error of a failed load
-// (wrapping ErrStore), ErrSkipped for a skipped request, or ErrNoMiddleware.
+// (wrapping ErrStore), ErrSkipped for a skipped request, ErrNoMiddleware, or ErrCopiedContext.
 // It is nil for a working session. Errors of saves are returned by Save and
 // reported to the error handler.
 func (s *Session) Err() error {

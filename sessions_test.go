@@ -556,6 +556,55 @@ func TestDefaultWithoutMiddlewareIsInert(t *testing.T) {
 	assert.Equal(t, http.StatusNoContent, do(t, r, "/").code)
 }
 
+// A goroutine given c.Copy() (gin's advice for goroutines) shares the
+// request's session if the request used it first; a copy made before that
+// cannot start the session and gets an inert one saying why, never a panic
+// (the copy has no response writer to put the cookie on).
+func TestSessionThroughACopiedContext(t *testing.T) {
+	r, _ := newEngine(t)
+	inGoroutine := func(cp *gin.Context, fn func(s *sessions.Session)) {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			fn(sessions.Default(cp))
+		}()
+		<-done
+	}
+	r.GET("/copy-after", func(c *gin.Context) {
+		s := sessions.Default(c)
+		cp := c.Copy()
+		inGoroutine(cp, func(gs *sessions.Session) {
+			assert.Same(t, s, gs)
+			gs.Set("from", "goroutine")
+		})
+		c.String(http.StatusOK, "ok")
+	})
+	var copyErr, saveErr error
+	r.GET("/copy-before", func(c *gin.Context) {
+		cp := c.Copy()
+		inGoroutine(cp, func(gs *sessions.Session) {
+			gs.Set("k", "lost")
+			copyErr, saveErr = gs.Err(), gs.Save()
+		})
+		v, _ := sessions.GetAs[string](sessions.Default(c), "k")
+		c.String(http.StatusOK, v)
+	})
+
+	res := do(t, r, "/copy-after")
+	require.Equal(t, http.StatusOK, res.code)
+	ck := res.cookie("sid")
+	require.NotNil(t, ck, "the session set through the copy needs its cookie")
+	assert.Equal(t, "goroutine", do(t, r, "/get?k=from", ck).body)
+
+	ck = login(t, r, "k", "kept")
+	res = do(t, r, "/copy-before", ck)
+	assert.Equal(t, http.StatusOK, res.code)
+	assert.Equal(t, "kept", res.body, "the request's own session is unaffected")
+	assert.ErrorIs(t, copyErr, sessions.ErrCopiedContext)
+	assert.ErrorIs(t, saveErr, sessions.ErrCopiedContext)
+	assert.Equal(t, "kept", do(t, r, "/get?k=k", ck).body)
+}
+
 func TestUseAfterTheRequestIsRefused(t *testing.T) {
 	r, _ := newEngine(t)
 	var kept *sessions.Session
