@@ -198,11 +198,11 @@ func (cc *cookieCodec) encode(id string, now time.Time) string {
 func (cc *cookieCodec) appendValue(st *macState, dst []byte, id string, now time.Time) []byte {
 	b := strconv.AppendInt(st.raw[:0], now.Unix(), 10)
 	b = append(b, '|')
-	b = base64.URLEncoding.AppendEncode(b, []byte(id))
+	b = appendBase64URL(b, []byte(id), true)
 	sum := cc.sign(st, 0, b)
 	b = append(b, '|')
 	b = append(b, sum...)
-	return base64.URLEncoding.AppendEncode(dst, b)
+	return appendBase64URL(dst, b, true)
 }
 
 // line returns the whole Set-Cookie header value for id, in a single

@@ -25,7 +25,7 @@ func newID() string {
 
 func encodeID(b []byte) string {
 	var out [64]byte
-	return string(base64.RawURLEncoding.AppendEncode(out[:0], b))
+	return string(appendBase64URL(out[:0], b, false))
 }
 
 // idBatch is a block of bytes from crypto/rand, handed out 32 at a time, so

@@ -7,9 +7,9 @@ import (
 )
 
 // The store keeps no pointer per session, so the garbage collector has
-// nothing to trace however many sessions it holds: a shard's map is keyed by
-// a fixed-size array and its values are offsets into a few large byte slabs
-// (chunks), into which session data is copied.
+// nothing to trace however many sessions it holds: a shard's table (see
+// table.go) is keyed by a fixed-size array and its slots are offsets into a
+// few large byte slabs (chunks), into which session data is copied.
 //
 // Chunks are append-only: bytes once written are never written again, so a
 // slice handed out by Load stays valid and unchanged for as long as the
@@ -39,7 +39,7 @@ var errTooLarge = errors.New("entry larger than 1 GiB")
 // bytes in unpadded base64url.
 const idLen = 43
 
-// key is how a shard's map names a session: the 32 bytes a canonical
+// key is how a shard's table names a session: the 32 bytes a canonical
 // session ID encodes, or for any other ID its SHA-256 (such entries also
 // store the ID itself, so it can be checked and given back).
 type key [32]byte
@@ -56,8 +56,17 @@ type slot struct {
 
 func (sl slot) len() int { return int(sl.idLen) + int(sl.size) }
 
+// ref names one session: its ID, its key, the key's hash within the shard,
+// and whether the ID is not canonical, so its entry must hold the ID itself.
+type ref struct {
+	id  string
+	k   key
+	h   uint32
+	odd bool
+}
+
 // keyOf returns id's key, and odd true when id is not a canonical session
-// ID, so its entry must hold the ID itself.
+// ID.
 func keyOf(id string) (k key, odd bool) {
 	if decodeID(id, &k) {
 		return k, false
@@ -109,27 +118,24 @@ func decodeID(id string, k *key) bool {
 // arena is a shard's sessions. Its methods expect the shard's lock held
 // (read lock for get and data, write lock for the rest).
 type arena struct {
-	m      map[key]slot
+	t      table
 	chunks [][]byte // the last one is appended to
-	live   int      // bytes the slots in m refer to
+	live   int      // bytes the slots in t refer to
 	dead   int      // bytes in chunks no slot refers to any more
 }
 
-// get returns id's slot, if the shard holds one.
-func (a *arena) get(k *key, id string, odd bool) (slot, bool) {
-	sl, ok := a.m[*k]
-	if !ok {
-		return slot{}, false
+// get returns the session's slot and its index in the table, if the shard
+// holds it.
+func (a *arena) get(r *ref) (slot, int, bool) {
+	i := a.t.find(&r.k, r.h)
+	if i < 0 {
+		return slot{}, -1, false
 	}
-	if !odd {
-		return sl, sl.idLen == 0
+	sl := a.t.e[i].sl
+	if !r.odd {
+		return sl, i, sl.idLen == 0
 	}
-	return sl, sl.idLen != 0 && string(a.chunks[sl.chunk][sl.off:sl.off+sl.idLen]) == id
-}
-
-func (a *arena) has(k *key) bool {
-	_, ok := a.m[*k]
-	return ok
+	return sl, i, sl.idLen != 0 && string(a.chunks[sl.chunk][sl.off:sl.off+sl.idLen]) == r.id
 }
 
 // data returns the session data of sl, capped so that appending to it
@@ -151,23 +157,22 @@ func (a *arena) id(k *key, sl slot) string {
 	return string(a.chunks[sl.chunk][sl.off : sl.off+sl.idLen])
 }
 
-// put stores a copy of data under id (whose key is k) until exp.
-func (a *arena) put(k *key, id string, odd bool, data []byte, exp int64) {
-	if old, ok := a.m[*k]; ok {
-		a.release(old)
-	}
+// put stores a copy of data for the session until exp.
+func (a *arena) put(r *ref, data []byte, exp int64) {
 	sl := slot{exp: exp, size: uint32(len(data))}
-	if odd {
-		sl.idLen = uint32(len(id))
+	if r.odd {
+		sl.idLen = uint32(len(r.id))
 	}
 	if n := sl.len(); n > 0 {
 		sl.chunk, sl.off = a.reserve(n)
 		c := a.chunks[sl.chunk]
-		copy(c[sl.off:], id[:sl.idLen])
+		copy(c[sl.off:], r.id[:sl.idLen])
 		copy(c[sl.off+sl.idLen:], data)
 		a.live += n
 	}
-	a.m[*k] = sl
+	if old, ok := a.t.put(&r.k, r.h, sl); ok {
+		a.release(old)
+	}
 	a.compactIfWasteful()
 }
 
@@ -190,12 +195,25 @@ func (a *arena) reserve(n int) (chunk, off uint32) {
 	return uint32(len(a.chunks) - 1), 0
 }
 
-// remove drops the entry k. The caller compacts when it is done removing.
-func (a *arena) remove(k *key) {
-	if sl, ok := a.m[*k]; ok {
-		delete(a.m, *k)
-		a.release(sl)
+// removeAt drops the entry at index i of the table (see table.removeAt
+// for what that does to the other indices). The caller compacts when it is
+// done removing.
+func (a *arena) removeAt(i int) {
+	a.release(a.t.e[i].sl)
+	a.t.removeAt(i)
+}
+
+// removeExpired drops every entry that expired at or before now, and
+// shrinks the table if that left it mostly empty.
+func (a *arena) removeExpired(now int64) {
+	for i := 0; i < len(a.t.e); {
+		if e := &a.t.e[i]; e.used && e.sl.exp <= now {
+			a.removeAt(i) // another entry may have moved to i: look again
+			continue
+		}
+		i++
 	}
+	a.t.shrinkIfSparse()
 }
 
 func (a *arena) release(sl slot) {
@@ -221,9 +239,11 @@ func (a *arena) compact() {
 	var cur []byte
 	left := a.live
 	a.dead = 0
-	for k, sl := range a.m {
+	for i := range a.t.e {
+		e := &a.t.e[i]
+		sl := &e.sl
 		n := sl.len()
-		if n == 0 {
+		if !e.used || n == 0 {
 			continue
 		}
 		if cap(cur)-len(cur) < n {
@@ -236,7 +256,6 @@ func (a *arena) compact() {
 		src := a.chunks[sl.chunk][sl.off : int(sl.off)+n]
 		sl.chunk, sl.off = uint32(len(chunks)), uint32(len(cur))
 		cur = append(cur, src...)
-		a.m[k] = sl
 		left -= n
 	}
 	if cur != nil {

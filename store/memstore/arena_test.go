@@ -191,7 +191,7 @@ func TestLoadedSliceIsCapped(t *testing.T) {
 }
 
 // The point of the design: sessions add no heap objects for the garbage
-// collector to trace, only a few large chunks and map tables.
+// collector to trace, only a few large chunks and tables.
 func TestSessionsAddNoHeapObjects(t *testing.T) {
 	const n = 20_000
 	s := New(WithCleanupInterval(0))

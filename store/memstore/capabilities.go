@@ -14,11 +14,10 @@ func (s *Store) Update(ctx context.Context, id string, expiresAt time.Time, fn f
 	if err := ctx.Err(); err != nil {
 		return false, fmt.Errorf("memstore: update: %w", err)
 	}
-	k, odd := keyOf(id)
-	sh := s.s.shard(&k)
+	r, sh := s.s.ref(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	sl, ok := sh.get(&k, id, odd)
+	sl, _, ok := sh.get(&r)
 	if !ok || sl.exp <= time.Now().UnixNano() {
 		return false, nil
 	}
@@ -29,7 +28,7 @@ func (s *Store) Update(ctx context.Context, id string, expiresAt time.Time, fn f
 	if err := checkSize(id, next); err != nil {
 		return true, fmt.Errorf("memstore: update: %w", err)
 	}
-	sh.put(&k, id, odd, next, expiresAt.UnixNano())
+	sh.put(&r, next, expiresAt.UnixNano())
 	return true, nil
 }
 
@@ -154,10 +153,9 @@ func (s *Store) UserSessions(ctx context.Context, user string) ([]string, error)
 	var live []string
 	now := time.Now().UnixNano()
 	for id := range ui.users[user] {
-		k, odd := keyOf(id)
-		sh := s.s.shard(&k)
+		r, sh := s.s.ref(id)
 		sh.mu.RLock()
-		sl, ok := sh.get(&k, id, odd)
+		sl, _, ok := sh.get(&r)
 		sh.mu.RUnlock()
 		if ok && sl.exp > now {
 			live = append(live, id)
@@ -189,9 +187,9 @@ func (s *Store) Range(ctx context.Context, fn func(id string, data []byte, expir
 		now := time.Now().UnixNano()
 		batch = batch[:0]
 		sh.mu.RLock()
-		for k, sl := range sh.m {
-			if sl.exp > now {
-				batch = append(batch, item{sh.id(&k, sl), sh.data(sl), sl.exp})
+		for i := range sh.t.e {
+			if e := &sh.t.e[i]; e.used && e.sl.exp > now {
+				batch = append(batch, item{sh.id(&e.k, e.sl), sh.data(e.sl), e.sl.exp})
 			}
 		}
 		sh.mu.RUnlock()

@@ -2,7 +2,7 @@
 // github.com/fastsession/sessions, embedded in the process with nothing to set
 // up.
 //
-// It keeps each session's encoded bytes in a sharded map with a per-entry
+// It keeps each session's encoded bytes in a sharded hash table with a per-entry
 // expiry, without a pointer per session: keys are fixed-size arrays and the
 // data is copied into large append-only byte slabs, so the garbage collector
 // has nothing to trace however many sessions the store holds. Slabs are
@@ -21,12 +21,13 @@ import (
 	"context"
 	"fmt"
 	"hash/maphash"
+	"math/rand/v2"
 	"runtime"
 	"sync"
 	"time"
 )
 
-// shardCount is the number of independently locked maps. Session IDs are
+// shardCount is the number of independently locked tables. Session IDs are
 // random, so a power of two well above the core count keeps contention low.
 const shardCount = 64
 
@@ -94,9 +95,6 @@ func New(opts ...Option) *Store {
 		o(&cfg)
 	}
 	st := &state{seed: maphash.MakeSeed(), stop: make(chan struct{}), done: make(chan struct{})}
-	for i := range st.shards {
-		st.shards[i].m = make(map[key]slot)
-	}
 	if cfg.maxEntries > 0 {
 		st.perShard = (cfg.maxEntries + shardCount - 1) / shardCount
 	}
@@ -110,8 +108,15 @@ func New(opts ...Option) *Store {
 	return s
 }
 
-func (st *state) shard(k *key) *shard {
-	return &st.shards[maphash.Bytes(st.seed, k[:])%shardCount]
+// ref names the session id and returns the shard that holds it. One keyed
+// hash of the key picks the shard (low bits) and the entry's home in the
+// shard's table (high bits).
+func (st *state) ref(id string) (ref, *shard) {
+	r := ref{id: id}
+	r.k, r.odd = keyOf(id)
+	h := maphash.Bytes(st.seed, r.k[:])
+	r.h = uint32(h >> 32)
+	return r, &st.shards[h%shardCount]
 }
 
 // Load returns the data stored under id, or found false when there is none
@@ -120,10 +125,9 @@ func (s *Store) Load(ctx context.Context, id string) ([]byte, time.Time, bool, e
 	if err := ctx.Err(); err != nil {
 		return nil, time.Time{}, false, fmt.Errorf("memstore: load: %w", err)
 	}
-	k, odd := keyOf(id)
-	sh := s.s.shard(&k)
+	r, sh := s.s.ref(id)
 	sh.mu.RLock()
-	sl, ok := sh.get(&k, id, odd)
+	sl, _, ok := sh.get(&r)
 	var data []byte
 	if ok && sl.exp > time.Now().UnixNano() {
 		data = sh.data(sl)
@@ -145,13 +149,12 @@ func (s *Store) Save(ctx context.Context, id string, data []byte, expiresAt time
 	if err := checkSize(id, data); err != nil {
 		return fmt.Errorf("memstore: save: %w", err)
 	}
-	k, odd := keyOf(id)
-	sh := s.s.shard(&k)
+	r, sh := s.s.ref(id)
 	sh.mu.Lock()
-	if s.s.perShard > 0 && len(sh.m) >= s.s.perShard && !sh.has(&k) {
+	if s.s.perShard > 0 && sh.t.n >= s.s.perShard && sh.t.find(&r.k, r.h) < 0 {
 		sh.makeRoom(time.Now().UnixNano())
 	}
-	sh.put(&k, id, odd, data, expiresAt.UnixNano())
+	sh.put(&r, data, expiresAt.UnixNano())
 	sh.mu.Unlock()
 	return nil
 }
@@ -159,33 +162,22 @@ func (s *Store) Save(ctx context.Context, id string, data []byte, expiresAt time
 // makeRoom frees at least one slot in a full shard. The caller holds the lock.
 func (sh *shard) makeRoom(now int64) {
 	sh.removeExpired(now)
-	if len(sh.m) == 0 {
+	if sh.t.n == 0 {
 		return
 	}
 	// Still full of live sessions: evict the one closest to expiry among a
-	// sample (map iteration order is randomised).
+	// sample of entries, starting at a random place in the table.
 	const sample = 8
-	var victim key
-	var victimExp int64
-	n := 0
-	for k, sl := range sh.m {
-		if n == 0 || sl.exp < victimExp {
-			victim, victimExp = k, sl.exp
-		}
-		n++
-		if n == sample {
-			break
+	victim, n := -1, 0
+	for i, size := rand.IntN(len(sh.t.e)), len(sh.t.e); n < sample && n < sh.t.n; i = (i + 1) % size {
+		if e := &sh.t.e[i]; e.used {
+			if victim < 0 || e.sl.exp < sh.t.e[victim].sl.exp {
+				victim = i
+			}
+			n++
 		}
 	}
-	sh.remove(&victim)
-}
-
-func (sh *shard) removeExpired(now int64) {
-	for k, sl := range sh.m {
-		if sl.exp <= now {
-			sh.remove(&k)
-		}
-	}
+	sh.removeAt(victim)
 }
 
 // Delete removes the session stored under id, if any.
@@ -193,11 +185,10 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("memstore: delete: %w", err)
 	}
-	k, odd := keyOf(id)
-	sh := s.s.shard(&k)
+	r, sh := s.s.ref(id)
 	sh.mu.Lock()
-	if _, ok := sh.get(&k, id, odd); ok {
-		sh.remove(&k)
+	if _, i, ok := sh.get(&r); ok {
+		sh.removeAt(i)
 		sh.compactIfWasteful()
 	}
 	sh.mu.Unlock()
@@ -210,13 +201,11 @@ func (s *Store) Touch(ctx context.Context, id string, expiresAt time.Time) error
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("memstore: touch: %w", err)
 	}
-	k, odd := keyOf(id)
-	sh := s.s.shard(&k)
+	r, sh := s.s.ref(id)
 	now := time.Now().UnixNano()
 	sh.mu.Lock()
-	if sl, ok := sh.get(&k, id, odd); ok && sl.exp > now {
-		sl.exp = expiresAt.UnixNano()
-		sh.m[k] = sl
+	if sl, i, ok := sh.get(&r); ok && sl.exp > now {
+		sh.t.e[i].sl.exp = expiresAt.UnixNano()
 	}
 	sh.mu.Unlock()
 	return nil
@@ -229,7 +218,7 @@ func (s *Store) Len() int {
 	for i := range s.s.shards {
 		sh := &s.s.shards[i]
 		sh.mu.RLock()
-		n += len(sh.m)
+		n += sh.t.n
 		sh.mu.RUnlock()
 	}
 	return n

@@ -1,0 +1,56 @@
+package sessions
+
+import (
+	"bytes"
+	"encoding/base64"
+	"math/rand/v2"
+	"testing"
+)
+
+// Every 3-byte input, so every entry of the pair table and every position
+// of the six-byte loop, matches encoding/base64.
+func TestBase64MatchesEncodingBase64(t *testing.T) {
+	src := make([]byte, 9) // 9 bytes: one pass of the six-byte loop, one of the three-byte loop
+	var got, want []byte
+	for v := range 1 << 24 {
+		src[0], src[1], src[2] = byte(v>>16), byte(v>>8), byte(v)
+		src[6], src[7], src[8] = byte(v>>16), byte(v>>8), byte(v)
+		src[3], src[4], src[5] = byte(v), byte(v>>16), byte(v>>8)
+		got = appendBase64URL(got[:0], src, false)
+		want = base64.RawURLEncoding.AppendEncode(want[:0], src)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("% x: got %s, want %s", src, got, want)
+		}
+	}
+}
+
+// Every length up to 300, with and without padding, random contents, and a
+// non-empty dst that must be kept.
+func TestBase64LengthsAndPadding(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for n := range 300 {
+		src := make([]byte, n)
+		for i := range src {
+			src[i] = byte(r.Uint32())
+		}
+		for _, pad := range []bool{false, true} {
+			enc := base64.RawURLEncoding
+			if pad {
+				enc = base64.URLEncoding
+			}
+			got := appendBase64URL([]byte("prefix|"), src, pad)
+			want := enc.AppendEncode([]byte("prefix|"), src)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("len %d pad %v: got %s, want %s", n, pad, got, want)
+			}
+		}
+	}
+	// Tails of one and two bytes, every value.
+	for v := range 1 << 16 {
+		for _, src := range [][]byte{{byte(v)}, {byte(v >> 8), byte(v)}} {
+			if got, want := appendBase64URL(nil, src, true), base64.URLEncoding.AppendEncode(nil, src); !bytes.Equal(got, want) {
+				t.Fatalf("% x: got %s, want %s", src, got, want)
+			}
+		}
+	}
+}

@@ -1,0 +1,128 @@
+package memstore
+
+import (
+	"math/rand/v2"
+	"testing"
+	"unsafe"
+)
+
+// An entry is one cache line.
+func TestEntryIs64Bytes(t *testing.T) {
+	if n := unsafe.Sizeof(entry{}); n != 64 {
+		t.Fatalf("entry is %d bytes, want 64", n)
+	}
+}
+
+// checkTable verifies that the table holds exactly the model's entries,
+// each reachable from its home.
+func checkTable(t *testing.T, tb *table, model map[key]slot, hashOf func(key) uint32) {
+	t.Helper()
+	if tb.n != len(model) {
+		t.Fatalf("table counts %d entries, model has %d", tb.n, len(model))
+	}
+	used := 0
+	for i := range tb.e {
+		if tb.e[i].used {
+			used++
+		}
+	}
+	if used != tb.n {
+		t.Fatalf("%d entries marked used, n = %d", used, tb.n)
+	}
+	for k, sl := range model {
+		i := tb.find(&k, hashOf(k))
+		if i < 0 {
+			t.Fatalf("key %x not found", k[:4])
+		}
+		if tb.e[i].sl != sl {
+			t.Fatalf("key %x: slot %+v, want %+v", k[:4], tb.e[i].sl, sl)
+		}
+	}
+}
+
+// Random puts and removals against a Go map as the model. Hashes are drawn
+// from a small range, so clusters are long, collide, and wrap around the
+// end of the slice: the cases backward-shift deletion must get right.
+func TestTableMatchesAMap(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, spread := range []uint32{4, 64, 1<<32 - 1} {
+		hashOf := func(k key) uint32 {
+			h := uint32(k[0]) | uint32(k[1])<<8 | uint32(k[2])<<16 | uint32(k[3])<<24
+			if spread == 1<<32-1 {
+				return h
+			}
+			return h%spread + 13 // near the end of the smallest table, so clusters wrap
+		}
+		var tb table
+		model := map[key]slot{}
+		var keys []key
+		for op := range 20_000 {
+			switch x := r.IntN(10); {
+			case x < 6 || len(keys) == 0: // put, new or existing
+				var k key
+				if x < 2 && len(keys) > 0 {
+					k = keys[r.IntN(len(keys))]
+				} else {
+					for i := range k {
+						k[i] = byte(r.Uint32())
+					}
+					keys = append(keys, k)
+				}
+				sl := slot{exp: int64(op + 1), size: uint32(op)}
+				old, replaced := tb.put(&k, hashOf(k), sl)
+				want, had := model[k]
+				if replaced != had || old != want {
+					t.Fatalf("put: replaced %v %+v, model %v %+v", replaced, old, had, want)
+				}
+				model[k] = sl
+			default: // remove
+				j := r.IntN(len(keys))
+				k := keys[j]
+				keys[j] = keys[len(keys)-1]
+				keys = keys[:len(keys)-1]
+				i := tb.find(&k, hashOf(k))
+				if _, had := model[k]; (i >= 0) != had {
+					t.Fatalf("find %x: index %d, model has it: %v", k[:4], i, had)
+				}
+				if i >= 0 {
+					tb.removeAt(i)
+					delete(model, k)
+				}
+			}
+			if op%97 == 0 {
+				checkTable(t, &tb, model, hashOf)
+			}
+		}
+		checkTable(t, &tb, model, hashOf)
+	}
+}
+
+// removeExpired's loop (removeAt, then look at the same index again) sees
+// every entry, even when clusters wrap around the end of the table, and the
+// table shrinks once it is mostly empty.
+func TestRemoveExpiredSeesEveryEntryAndShrinks(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for round := range 50 {
+		var a arena
+		model := map[key]slot{}
+		hashOf := func(k key) uint32 { return uint32(k[0]) % 8 * 127 } // few homes, far apart: long, wrapping clusters
+		n := 200 + round*20
+		for range n {
+			var k key
+			for j := range k {
+				k[j] = byte(r.Uint32())
+			}
+			sl := slot{exp: int64(1 + r.IntN(100))}
+			a.t.put(&k, hashOf(k), sl)
+			if sl.exp > 90 {
+				model[k] = sl
+			}
+		}
+		size := len(a.t.e)
+		a.removeExpired(90)
+		checkTable(t, &a.t, model, hashOf)
+		if len(model) > 0 && len(model)*8 < size && len(a.t.e) >= size {
+			t.Fatalf("%d of %d entries left and the table kept its %d entries", len(model), n, size)
+		}
+	}
+}
