@@ -38,17 +38,37 @@ func parseRecord(raw []byte) (record, error) {
 	rec.user = r.string()
 	rec.entries = r.b
 	n := r.count(2)
-	for i := 0; i < n && r.err == nil; i++ {
-		r.bytes()
-		r.bytes()
-	}
-	if r.err == nil && len(r.b) != 0 {
-		r.fail("trailing bytes after the entries")
-	}
 	if r.err != nil {
 		return record{}, fmt.Errorf("session record: %w", r.err)
 	}
+	b, ok := r.b, true
+	for i := 0; i < 2*n && ok; i++ { // a key, then its value
+		_, b, ok = field(b)
+	}
+	switch {
+	case !ok:
+		return record{}, fmt.Errorf("session record: %w: bad entry length", ErrDecode)
+	case len(b) != 0:
+		return record{}, fmt.Errorf("session record: %w: trailing bytes after the entries", ErrDecode)
+	}
 	return rec, nil
+}
+
+// field splits a length-prefixed field (uvarint length, then the bytes) off
+// the front of b, and reports false if b does not start with a whole one.
+// Lengths under 128, one byte, take the short path: every key and most
+// values of a session.
+func field(b []byte) (f, rest []byte, ok bool) {
+	if len(b) > 0 && b[0] < 0x80 {
+		end := 1 + int(b[0])
+		if end > len(b) {
+			return nil, nil, false
+		}
+		return b[1:end:end], b[end:], true
+	}
+	r := reader{b: b}
+	f = r.bytes()
+	return f, r.b, r.err == nil
 }
 
 // entryIter walks the entries of a parsed record.
@@ -72,9 +92,16 @@ func (it *entryIter) next() (key, val []byte, ok bool) {
 		return nil, nil, false
 	}
 	it.n--
-	key = it.r.bytes()
-	val = it.r.bytes()
-	return key, val, it.r.err == nil
+	var rest []byte
+	if key, rest, ok = field(it.r.b); ok {
+		val, rest, ok = field(rest)
+	}
+	if !ok {
+		it.r.fail("bad entry length")
+		return nil, nil, false
+	}
+	it.r.b = rest
+	return key, val, true
 }
 
 // lookup returns the encoded value stored under key.
