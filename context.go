@@ -1,9 +1,15 @@
 package sessions
 
-import "github.com/gin-gonic/gin"
+import (
+	"hash/maphash"
+	"net/http"
+	"sync"
 
-// contextKey is the type of the keys under which sessions hang on a
-// gin.Context, so they never collide with an app's own string keys.
+	"github.com/gin-gonic/gin"
+)
+
+// contextKey names a middleware's sessions, so that several middlewares
+// (WithContextKey) can serve one request.
 type contextKey string
 
 // Default returns the session of the request, as attached by the middleware
@@ -13,8 +19,8 @@ type contextKey string
 // ErrSkipped. Inert sessions read as empty and store nothing.
 //
 // On a copy of the context (c.Copy(), for a goroutine) Default returns the
-// request's session if the request used it before the copy was made, and
-// otherwise an inert session whose Err is ErrCopiedContext.
+// request's session once the request itself has used it, whenever the copy
+// was made; before that, an inert session whose Err is ErrCopiedContext.
 func Default(c *gin.Context) *Session {
 	return lookup(c, contextKey(DefaultContextKey))
 }
@@ -26,18 +32,134 @@ func FromContext(c *gin.Context, key string) *Session {
 }
 
 func lookup(c *gin.Context, key contextKey) *Session {
-	if v, ok := c.Get(key); ok {
-		switch v := v.(type) {
-		case *Session:
-			return v
-		case *manager:
-			if c.Handler() == nil {
-				// Only a copy has no handler chain: it cannot wrap the
-				// request's writer, so it must not start the session.
-				return &Session{inert: ErrCopiedContext}
-			}
-			return v.attach(c)
+	if c == nil {
+		return &Session{inert: ErrNoMiddleware}
+	}
+	switch v := bound.get(binding{c: c, key: key}).(type) {
+	case *Session:
+		return v
+	case *manager:
+		return v.attach(c)
+	}
+	// Not a request the middleware is serving: a copy of one (c.Copy()),
+	// found through the *http.Request it shares once the session is in use,
+	// or a context without the middleware.
+	if c.Request != nil {
+		if s, ok := bound.get(binding{r: c.Request, key: key}).(*Session); ok {
+			return s
 		}
 	}
+	if c.Handler() == nil {
+		// Only a copy has no handler chain: it cannot wrap the request's
+		// writer, so it must not start the session.
+		return &Session{inert: ErrCopiedContext}
+	}
 	return &Session{inert: ErrNoMiddleware}
+}
+
+// The middleware does not hang anything on the gin.Context: creating the
+// context's Keys map would cost an allocation of a few hundred bytes on
+// every request, sessions used or not. Instead, while a request is served,
+// bound maps its context (and, once its session is in use, its
+// *http.Request, which copies of the context share) to the middleware or
+// the session. Entries are removed when the request ends, panics included.
+
+// binding names a request, by its context or by its *http.Request, for one
+// middleware.
+type binding struct {
+	c   *gin.Context
+	r   *http.Request
+	key contextKey
+}
+
+const bindingShards = 64
+
+// registry is a sharded map of the requests being served.
+type registry struct {
+	seed   maphash.Seed
+	shards [bindingShards]registryShard
+}
+
+type registryShard struct {
+	mu sync.Mutex
+	m  map[binding]any // *manager before the session is used, then *Session
+	_  [48]byte        // keep neighbouring shards' locks off one cache line
+}
+
+var bound = newRegistry()
+
+func newRegistry() *registry {
+	r := &registry{seed: maphash.MakeSeed()}
+	for i := range r.shards {
+		r.shards[i].m = make(map[binding]any)
+	}
+	return r
+}
+
+func (r *registry) shard(b binding) *registryShard {
+	var h uint64
+	if b.c != nil {
+		h = maphash.Comparable(r.seed, b.c)
+	} else {
+		h = maphash.Comparable(r.seed, b.r)
+	}
+	return &r.shards[h%bindingShards]
+}
+
+func (r *registry) get(b binding) any {
+	sh := r.shard(b)
+	sh.mu.Lock()
+	v := sh.m[b]
+	sh.mu.Unlock()
+	return v
+}
+
+func (r *registry) set(b binding, v any) {
+	sh := r.shard(b)
+	sh.mu.Lock()
+	sh.m[b] = v
+	sh.mu.Unlock()
+}
+
+// swap sets b to v and returns what it was: gin's HandleContext serves a
+// request again through the same context, so bindings nest.
+func (r *registry) swap(b binding, v any) (prev any) {
+	sh := r.shard(b)
+	sh.mu.Lock()
+	prev = sh.m[b]
+	sh.m[b] = v
+	sh.mu.Unlock()
+	return prev
+}
+
+// restore puts prev back under b (nil: removes b) and returns what b held.
+func (r *registry) restore(b binding, prev any) (cur any) {
+	sh := r.shard(b)
+	sh.mu.Lock()
+	cur = sh.m[b]
+	if prev == nil {
+		delete(sh.m, b)
+	} else {
+		sh.m[b] = prev
+	}
+	sh.mu.Unlock()
+	return cur
+}
+
+// release ends b's binding for m's request, restoring prev, unless m's
+// session was used: that session is returned and b left bound to it, so
+// the session can still be found while it is saved.
+func (r *registry) release(b binding, prev any, m *manager) *Session {
+	sh := r.shard(b)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if s, ok := sh.m[b].(*Session); ok && s.m == m {
+		return s
+	}
+	if prev == nil {
+		delete(sh.m, b)
+	} else {
+		sh.m[b] = prev
+	}
+	return nil
 }

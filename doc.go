@@ -15,8 +15,9 @@
 //
 // # The life of a request
 //
-//  1. The middleware attaches a *Session to the gin.Context and wraps the
-//     response writer. It reads nothing yet.
+//  1. The middleware notes that it serves the request. It allocates and
+//     reads nothing yet: the *Session is made, and the response writer
+//     wrapped, when a handler first calls Default.
 //  2. The first Session method a handler calls loads the session: the
 //     cookie's signature is checked and the store is read once. A missing,
 //     forged or expired cookie, or an ID the store does not know, gives a
@@ -45,8 +46,8 @@
 //
 // Within one request, a *Session may be handed to goroutines: its methods
 // are safe for concurrent use until the handler chain returns. A copy of
-// the gin.Context (c.Copy()) shares the session if the handler called
-// Default(c) before copying; a copy made earlier gets an inert session whose
+// the gin.Context (c.Copy()) shares the session once the handler has called
+// Default(c); before that, Default on the copy gives an inert session whose
 // Err is ErrCopiedContext, because only the request itself can put the
 // session's cookie on its response.
 //

@@ -39,12 +39,12 @@ var (
 	ErrNoMiddleware = errors.New("sessions: no session middleware for this context key")
 
 	// ErrCopiedContext is reported by the inert session that Default and
-	// FromContext return for a copy of the gin.Context (c.Copy()) made
-	// before the request first used its session. A copy cannot take the
-	// request's response writer over, so it cannot start the session: call
-	// Default(c) before c.Copy(), or hand the *Session itself to the
-	// goroutine. A copy made after that first use shares the request's
-	// session.
+	// FromContext return for a copy of the gin.Context (c.Copy()) when the
+	// request has not used its session yet, or has no session middleware. A
+	// copy cannot take the request's response writer over, so it cannot
+	// start the session: call Default(c) in the handler first, or hand the
+	// *Session itself to the goroutine. Once the request has used its
+	// session, every copy of its context shares it.
 	ErrCopiedContext = errors.New("sessions: session first used through a copy of the gin.Context; call sessions.Default(c) before c.Copy()")
 
 	// ErrLocked reports a request that could not get its session's lock

@@ -198,8 +198,8 @@ func WithSkipper(skip func(*gin.Context) bool) Option {
 	return func(c *config) { c.skipper = skip }
 }
 
-// WithContextKey sets the name under which the session is attached to the
-// gin.Context. The default is "session", which Default reads. Mount a second
+// WithContextKey sets the name by which handlers find this middleware's
+// session. The default is "session", which Default reads. Mount a second
 // middleware with another key (and another cookie name) to carry a second,
 // independent session, and read it with FromContext.
 func WithContextKey(key string) Option {

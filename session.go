@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -42,6 +43,7 @@ type Session struct {
 	mu    sync.Mutex
 	m     *manager
 	c     *gin.Context
+	req   *http.Request // the request the session is bound to, for copies of c
 	w     responseWriter
 	inert error // non-nil: the session is inert, and this is why
 	err   error // why the session failed

@@ -25,8 +25,8 @@ type manager struct {
 	userIndex  UserIndexer
 	iterator   Iterator
 	cookie     *cookieCodec
-	key        any      // the gin.Context key, as a contextKey
-	inert      *Session // handed to skipped requests; never changes
+	key        contextKey // the name its requests are bound under (WithContextKey)
+	inert      *Session   // handed to skipped requests; never changes
 	seed       maphash.Seed
 	ids        sync.Pool // of *idBatch: random bytes for new IDs
 	// attachMu serialises the first Default calls of one request, should
@@ -86,67 +86,68 @@ func newManager(secretKey []byte, opts []Option) *manager {
 }
 
 func (m *manager) handle(c *gin.Context) {
+	b := binding{c: c, key: m.key}
 	if m.skip(c) {
-		c.Set(m.key, m.inert)
+		prev := bound.swap(b, m.inert)
+		defer bound.restore(b, prev)
 		c.Next()
 		return
 	}
-	c.Set(m.key, m)
+	prev := bound.swap(b, m)
 	completed := false
 	defer func() {
-		if !completed {
-			m.abandon(c)
+		s := bound.release(b, prev, m)
+		if s == nil {
+			return // the session was never used; b is released
+		}
+		defer func() {
+			bound.restore(b, prev)
+			if s.req != nil {
+				bound.restore(binding{r: s.req, key: m.key}, nil)
+			}
+		}()
+		if completed {
+			s.finish()
+		} else {
+			s.abandon()
 		}
 	}()
 	c.Next()
 	completed = true
-	if s := m.session(c); s != nil {
-		s.finish()
-	}
-}
-
-// session returns the request's Session if a handler asked for it.
-func (m *manager) session(c *gin.Context) *Session {
-	if v, ok := c.Get(m.key); ok {
-		if s, ok := v.(*Session); ok && s.m == m {
-			return s
-		}
-	}
-	return nil
 }
 
 // abandon runs when a handler panicked: the session saves nothing (not
 // even when a recovery middleware then writes an error response through the
 // wrapped writer), and its lock, if any, is released.
-func (m *manager) abandon(c *gin.Context) {
-	if s := m.session(c); s != nil {
-		s.mu.Lock()
-		s.done = true
-		unlock := s.unlock
-		s.mu.Unlock()
-		if unlock != nil {
-			unlock()
-		}
+func (s *Session) abandon() {
+	s.mu.Lock()
+	s.done = true
+	unlock := s.unlock
+	s.mu.Unlock()
+	if unlock != nil {
+		unlock()
 	}
 }
 
 // attach makes the request's Session on first use: it wraps the current
 // response writer, so every write from here on saves the session first, and
-// replaces the manager on the context with the Session.
+// binds the Session to the request in place of the manager.
 func (m *manager) attach(c *gin.Context) *Session {
 	mu := &m.attachMu[maphash.Comparable(m.seed, c)%uint64(len(m.attachMu))]
 	mu.Lock()
 	defer mu.Unlock()
-	if v, ok := c.Get(m.key); ok {
-		if s, ok := v.(*Session); ok {
-			return s // another goroutine of the request got here first
-		}
+	b := binding{c: c, key: m.key}
+	if s, ok := bound.get(b).(*Session); ok {
+		return s // another goroutine of the request got here first
 	}
-	s := &Session{m: m, c: c}
+	s := &Session{m: m, c: c, req: c.Request}
 	s.w.ResponseWriter = c.Writer
 	s.w.s = s
 	c.Writer = &s.w
-	c.Set(m.key, s)
+	bound.set(b, s)
+	if s.req != nil {
+		bound.set(binding{r: s.req, key: m.key}, s)
+	}
 	return s
 }
 

@@ -557,9 +557,10 @@ func TestDefaultWithoutMiddlewareIsInert(t *testing.T) {
 }
 
 // A goroutine given c.Copy() (gin's advice for goroutines) shares the
-// request's session if the request used it first; a copy made before that
-// cannot start the session and gets an inert one saying why, never a panic
-// (the copy has no response writer to put the cookie on).
+// request's session once the request has used it, whenever the copy was
+// made; a copy used before that cannot start the session and gets an inert
+// one saying why, never a panic (the copy has no response writer to put the
+// cookie on).
 func TestSessionThroughACopiedContext(t *testing.T) {
 	r, _ := newEngine(t)
 	inGoroutine := func(cp *gin.Context, fn func(s *sessions.Session)) {
@@ -579,6 +580,15 @@ func TestSessionThroughACopiedContext(t *testing.T) {
 		})
 		c.String(http.StatusOK, "ok")
 	})
+	r.GET("/copy-early", func(c *gin.Context) {
+		cp := c.Copy() // made before the session was used, used after
+		s := sessions.Default(c)
+		inGoroutine(cp, func(gs *sessions.Session) {
+			assert.Same(t, s, gs)
+			gs.Set("early", "yes")
+		})
+		c.String(http.StatusOK, "ok")
+	})
 	var copyErr, saveErr error
 	r.GET("/copy-before", func(c *gin.Context) {
 		cp := c.Copy()
@@ -595,6 +605,9 @@ func TestSessionThroughACopiedContext(t *testing.T) {
 	ck := res.cookie("sid")
 	require.NotNil(t, ck, "the session set through the copy needs its cookie")
 	assert.Equal(t, "goroutine", do(t, r, "/get?k=from", ck).body)
+	ck = do(t, r, "/copy-early").cookie("sid")
+	require.NotNil(t, ck)
+	assert.Equal(t, "yes", do(t, r, "/get?k=early", ck).body)
 
 	ck = login(t, r, "k", "kept")
 	res = do(t, r, "/copy-before", ck)

@@ -1,0 +1,110 @@
+package sessions
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/gin-gonic/gin"
+)
+
+// bindings counts the requests the registry holds.
+func bindings() int {
+	n := 0
+	for i := range bound.shards {
+		sh := &bound.shards[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// Every way a request can end leaves the registry as it found it: nothing
+// of a finished request stays reachable, and its gin.Context, reused by the
+// next request, carries no stale session.
+func TestRequestsLeaveNoBindings(t *testing.T) {
+	gin.SetMode(gin.TestMode)
+	if n := bindings(); n != 0 {
+		t.Fatalf("%d bindings before the test", n)
+	}
+	r := gin.New()
+	r.Use(gin.CustomRecoveryWithWriter(io.Discard, func(c *gin.Context, _ any) { c.AbortWithStatus(http.StatusInternalServerError) }))
+	r.Use(New(make([]byte, 32), WithSkipHeader("X-Skip", "1")))
+	r.Use(New(make([]byte, 32), WithContextKey("second"), WithCookieName("sid2")))
+	r.GET("/untouched", func(c *gin.Context) { c.Status(http.StatusNoContent) })
+	r.GET("/set", func(c *gin.Context) {
+		Default(c).Set("k", "v")
+		FromContext(c, "second").Set("k", "v")
+		c.Status(http.StatusNoContent)
+	})
+	r.GET("/panic", func(c *gin.Context) {
+		Default(c).Set("k", "v")
+		panic("handler bug")
+	})
+	r.GET("/copy", func(c *gin.Context) {
+		cp := c.Copy()
+		Default(c).Set("k", "v")
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			Default(cp).Set("from", "copy")
+		}()
+		<-done
+		c.Status(http.StatusNoContent)
+	})
+	r.GET("/forward", func(c *gin.Context) {
+		c.Request.URL.Path = "/set"
+		r.HandleContext(c)
+	})
+	for _, tc := range []struct {
+		path, skip string
+		code       int
+	}{
+		{"/untouched", "", http.StatusNoContent},
+		{"/set", "", http.StatusNoContent},
+		{"/set", "1", http.StatusNoContent},
+		{"/panic", "", http.StatusInternalServerError},
+		{"/copy", "", http.StatusNoContent},
+		{"/forward", "", http.StatusNoContent},
+	} {
+		req := httptest.NewRequest(http.MethodGet, tc.path, nil)
+		if tc.skip != "" {
+			req.Header.Set("X-Skip", tc.skip)
+		}
+		w := httptest.NewRecorder()
+		r.ServeHTTP(w, req)
+		if w.Code != tc.code {
+			t.Fatalf("%s (skip %q): status %d, want %d", tc.path, tc.skip, w.Code, tc.code)
+		}
+		if n := bindings(); n != 0 {
+			t.Fatalf("%s (skip %q): %d bindings left after the request", tc.path, tc.skip, n)
+		}
+	}
+}
+
+// A request that never touches its session allocates nothing more than
+// the same request without the middleware.
+func TestUntouchedRequestAllocatesNothing(t *testing.T) {
+	gin.SetMode(gin.TestMode)
+	serve := func(h http.Handler) func() {
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		w := httptest.NewRecorder()
+		return func() {
+			w.Body.Reset()
+			clear(w.Header())
+			h.ServeHTTP(w, req)
+		}
+	}
+	bare := gin.New()
+	bare.GET("/", func(c *gin.Context) { c.Status(http.StatusNoContent) })
+	with := gin.New()
+	with.Use(New(make([]byte, 32)))
+	with.GET("/", func(c *gin.Context) { c.Status(http.StatusNoContent) })
+	want := testing.AllocsPerRun(200, serve(bare))
+	got := testing.AllocsPerRun(200, serve(with))
+	if got != want {
+		t.Fatalf("an untouched request allocates %v times with the middleware, %v without", got, want)
+	}
+}
