@@ -121,6 +121,19 @@ func (r *registry) set(b binding, v any) {
 	sh.mu.Unlock()
 }
 
+// bindSession binds b to s unless b is bound to a Session already, which
+// it returns instead.
+func (r *registry) bindSession(b binding, s *Session) *Session {
+	sh := r.shard(b)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if cur, ok := sh.m[b].(*Session); ok {
+		return cur
+	}
+	sh.m[b] = s
+	return s
+}
+
 // swap sets b to v and returns what it was: gin's HandleContext serves a
 // request again through the same context, so bindings nest.
 func (r *registry) swap(b binding, v any) (prev any) {

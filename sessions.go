@@ -136,15 +136,14 @@ func (m *manager) attach(c *gin.Context) *Session {
 	mu := &m.attachMu[maphash.Comparable(m.seed, c)%uint64(len(m.attachMu))]
 	mu.Lock()
 	defer mu.Unlock()
-	b := binding{c: c, key: m.key}
-	if s, ok := bound.get(b).(*Session); ok {
-		return s // another goroutine of the request got here first
-	}
 	s := &Session{m: m, c: c, req: c.Request}
 	s.w.ResponseWriter = c.Writer
 	s.w.s = s
 	c.Writer = &s.w
-	bound.set(b, s)
+	if cur := bound.bindSession(binding{c: c, key: m.key}, s); cur != s {
+		c.Writer = s.w.ResponseWriter // another goroutine of the request got here first
+		return cur
+	}
 	if s.req != nil {
 		bound.set(binding{r: s.req, key: m.key}, s)
 	}
