@@ -83,6 +83,7 @@ type Session struct {
 	cleared      bool
 	dirty        bool
 	refreshed    bool // saved or touched during this request
+	touchDue     bool // at load, the stored expiry lagged by a touch interval or more
 	reported     bool // a save failed before the headers and was reported
 	needCookie   bool // the client does not have this ID yet
 	reissue      bool // the cookie was signed with a previous key
@@ -193,6 +194,8 @@ func (s *Session) load() {
 		return
 	}
 	s.id, s.raw, s.rec, s.created, s.expires = id, data, rec, created, exp
+	// Decided once: both commits of a read-only request would ask.
+	s.touchDue = m.cfg.idleTimeout > 0 && s.expiry(now).Sub(exp) >= m.cfg.touchInterval
 	s.user, s.linkedUser, s.linkedID = rec.user, rec.user, id
 	s.stored, s.reissue = true, old
 }
@@ -693,7 +696,7 @@ func (s *Session) commit(headersSent bool) error {
 	if !s.stored {
 		return nil
 	}
-	if m.cfg.idleTimeout > 0 && !s.refreshed && s.expiry(s.loadedAt).Sub(s.expires) >= m.cfg.touchInterval {
+	if s.touchDue && !s.refreshed {
 		now := time.Now()
 		if err := s.touch(s.expiry(now)); err != nil {
 			return err
