@@ -91,7 +91,11 @@ var bound = newRegistry()
 func newRegistry() *registry {
 	r := &registry{seed: maphash.MakeSeed()}
 	for i := range r.shards {
-		r.shards[i].m = make(map[binding]any)
+		// The zero binding names no request. It stays, so a shard's map
+		// never becomes empty: the runtime draws a new hash seed each time
+		// a map's last entry is deleted, which would cost more than the
+		// rest of a binding's life.
+		r.shards[i].m = map[binding]any{{}: nil}
 	}
 	return r
 }
