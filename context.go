@@ -149,18 +149,21 @@ func (r *registry) swap(b binding, v any) (prev any) {
 	return prev
 }
 
-// restore puts prev back under b (nil: removes b) and returns what b held.
-func (r *registry) restore(b binding, prev any) (cur any) {
+// restore puts prev back under b, or removes b if prev is nil.
+func (r *registry) restore(b binding, prev any) {
 	sh := r.shard(b)
 	sh.mu.Lock()
-	cur = sh.m[b]
+	sh.reset(b, prev)
+	sh.mu.Unlock()
+}
+
+// reset is restore with the shard's lock held.
+func (sh *registryShard) reset(b binding, prev any) {
 	if prev == nil {
 		delete(sh.m, b)
 	} else {
 		sh.m[b] = prev
 	}
-	sh.mu.Unlock()
-	return cur
 }
 
 // release ends b's binding for m's request, restoring prev, unless m's
@@ -173,10 +176,6 @@ func (r *registry) release(b binding, prev any, m *manager) *Session {
 	if s, ok := sh.m[b].(*Session); ok && s.m == m {
 		return s
 	}
-	if prev == nil {
-		delete(sh.m, b)
-	} else {
-		sh.m[b] = prev
-	}
+	sh.reset(b, prev)
 	return nil
 }
