@@ -106,21 +106,7 @@ func TestCreateTableUpgradesATableWithoutUsers(t *testing.T) {
 	if err := s.Save(ctx(t), old, []byte("kept"), exp); err != nil {
 		t.Fatalf("Save into the old table: %v", err)
 	}
-	for i := range 2 {
-		if err := s.CreateTable(ctx(t)); err != nil {
-			t.Fatalf("CreateTable on the old table (%d): %v", i, err)
-		}
-	}
-	if data, _, found, err := s.Load(ctx(t), old); err != nil || !found || string(data) != "kept" {
-		t.Fatalf("the old session after the upgrade: %q, %v, %v", data, found, err)
-	}
-	if err := s.LinkUser(ctx(t), "ann", old, exp); err != nil {
-		t.Fatalf("LinkUser after the upgrade: %v", err)
-	}
-	got, err := s.UserSessions(ctx(t), "ann")
-	if err != nil || len(got) != 1 || got[0] != old {
-		t.Fatalf("UserSessions after the upgrade: %q, %v", got, err)
-	}
+	storetest.CheckUpgrade(t, s, old, exp)
 }
 
 // newTestStore returns a store on a fresh table, created with CreateTable,
