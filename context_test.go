@@ -10,13 +10,18 @@ import (
 )
 
 // bindings counts the requests the registry holds (the zero binding that
-// keeps each shard's map from emptying names none).
+// keeps each shard's overflow map from emptying names none).
 func bindings() int {
 	n := 0
 	for i := range bound.shards {
 		sh := &bound.shards[i]
 		sh.mu.Lock()
-		for b := range sh.m {
+		for _, e := range sh.e {
+			if e.b != (binding{}) {
+				n++
+			}
+		}
+		for b := range sh.more {
 			if b != (binding{}) {
 				n++
 			}

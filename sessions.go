@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -27,11 +26,7 @@ type manager struct {
 	cookie     *cookieCodec
 	key        contextKey // the name its requests are bound under (WithContextKey)
 	inert      *Session   // handed to skipped requests; never changes
-	seed       maphash.Seed
-	ids        sync.Pool // of *idBatch: random bytes for new IDs
-	// attachMu serialises the first Default calls of one request, should
-	// two of its goroutines make them at once.
-	attachMu [16]sync.Mutex
+	ids        sync.Pool  // of *idBatch: random bytes for new IDs
 }
 
 // New returns the session middleware. secretKey signs the session cookies;
@@ -64,7 +59,6 @@ func newManager(secretKey []byte, opts []Option) *manager {
 		cfg.store = memstore.New()
 	}
 	m := &manager{
-		seed:   maphash.MakeSeed(),
 		cfg:    cfg,
 		store:  cfg.store,
 		cookie: newCookieCodec(&cfg, secretKey),
@@ -96,12 +90,14 @@ func (m *manager) handle(c *gin.Context) {
 	prev := bound.swap(b, m)
 	completed := false
 	defer func() {
-		s := bound.release(b, prev, m)
+		s, released := bound.release(b, prev, m)
 		if s == nil {
-			return // the session was never used; b is released
+			return // the session was never used
 		}
 		defer func() {
-			bound.restore(b, prev)
+			if !released {
+				bound.restore(b, prev)
+			}
 			if s.req != nil {
 				bound.restore(binding{r: s.req, key: m.key}, nil)
 			}
@@ -130,23 +126,15 @@ func (s *Session) abandon() {
 }
 
 // attach makes the request's Session on first use: it wraps the current
-// response writer, so every write from here on saves the session first, and
-// binds the Session to the request in place of the manager.
+// response writer, so every write from here on saves the session first.
+// The caller binds the Session to the request in place of the manager,
+// holding the binding's lock throughout, so the goroutines of one request
+// that use the session at once make it once.
 func (m *manager) attach(c *gin.Context) *Session {
-	mu := &m.attachMu[maphash.Comparable(m.seed, c)%uint64(len(m.attachMu))]
-	mu.Lock()
-	defer mu.Unlock()
 	s := &Session{m: m, c: c, req: c.Request}
 	s.w.ResponseWriter = c.Writer
 	s.w.s = s
 	c.Writer = &s.w
-	if cur := bound.bindSession(binding{c: c, key: m.key}, s); cur != s {
-		c.Writer = s.w.ResponseWriter // another goroutine of the request got here first
-		return cur
-	}
-	if s.req != nil {
-		bound.set(binding{r: s.req, key: m.key}, s)
-	}
 	return s
 }
 
