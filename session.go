@@ -51,8 +51,8 @@ type Session struct {
 	id       string
 	raw      []byte // the stored record, as loaded or last saved
 	rec      record
-	loadedAt time.Time // when the session was loaded: "now" for reads
-	created  time.Time
+	loadedAt time.Time // when the session was loaded: "now" for reads; zero without a cookie
+	created  time.Time // zero for a new session until it is first saved
 	expires  time.Time // the store's expiry of the stored session; zero if unknown
 
 	changes []change
@@ -119,12 +119,18 @@ func (s *Session) usable() bool { return s.inert == nil && s.state == loaded }
 func (s *Session) load() {
 	s.state = loaded
 	m := s.m
-	now := time.Now()
-	s.loadedAt = now
 	var vals [maxCandidates]string
+	n := m.cookie.find(s.c.Request.Header, &vals)
+	var now time.Time
+	if n > 0 {
+		// Without a cookie nothing here needs the time: a new session's
+		// creation time is taken when it is first saved.
+		now = time.Now()
+		s.loadedAt = now
+	}
 	id := ""
 	old := false
-	for i, n := 0, m.cookie.find(s.c.Request.Header, &vals); i < n; i++ {
+	for i := 0; i < n; i++ {
 		var err error
 		if id, old, err = m.cookie.decode(vals[i], now.Unix()); err == nil {
 			break
@@ -633,6 +639,9 @@ func (s *Session) commit(headersSent bool) error {
 		// Expiries count from now, not from the load: a request may run
 		// longer than a short idle timeout (a long streamed reply).
 		now := time.Now()
+		if s.created.IsZero() {
+			s.created = now
+		}
 		if s.id == "" {
 			s.id, s.needCookie = m.mintID(), true
 		}
