@@ -39,13 +39,13 @@ var errTooLarge = errors.New("entry larger than 1 GiB")
 // bytes in unpadded base64url.
 const idLen = 43
 
-// key is how a shard's table names a session: the 32 bytes a canonical
-// session ID encodes, or for any other ID its SHA-256 (such entries also
-// store the ID itself, so it can be checked and given back).
+// key is how a shard names a session: the 32 bytes a canonical session ID
+// encodes, or for any other ID its SHA-256 (such entries also store the ID
+// itself, so it can be checked and given back).
 type key [32]byte
 
-// slot is where a session's bytes are: in chunk, from off, idLen bytes of ID
-// (0 for canonical IDs) followed by size bytes of data.
+// slot is where a session's bytes are: in chunk, from off, the key, then
+// idLen bytes of ID (0 for canonical IDs), then size bytes of data.
 type slot struct {
 	exp   int64 // unix nanoseconds
 	chunk uint32
@@ -54,14 +54,15 @@ type slot struct {
 	idLen uint32
 }
 
-func (sl slot) len() int { return int(sl.idLen) + int(sl.size) }
+func (sl slot) len() int { return len(key{}) + int(sl.idLen) + int(sl.size) }
 
-// ref names one session: its ID, its key, the key's hash within the shard,
-// and whether the ID is not canonical, so its entry must hold the ID itself.
+// ref names one session: its ID, its key, the key's keyed hash (usedBit
+// set), and whether the ID is not canonical, so its entry must hold the ID
+// itself.
 type ref struct {
 	id  string
 	k   key
-	h   uint32
+	h   uint64
 	odd bool
 }
 
@@ -124,18 +125,27 @@ type arena struct {
 	dead   int      // bytes in chunks no slot refers to any more
 }
 
+// holds reports whether sl holds r's session: its key, and for an ID that
+// is not canonical the ID itself.
+func (a *arena) holds(sl slot, r *ref) bool {
+	b := a.chunks[sl.chunk][sl.off:]
+	if string(b[:len(key{})]) != string(r.k[:]) {
+		return false
+	}
+	if !r.odd {
+		return sl.idLen == 0
+	}
+	return int(sl.idLen) == len(r.id) && string(b[len(key{}):len(key{})+len(r.id)]) == r.id
+}
+
 // get returns the session's slot and its index in the table, if the shard
 // holds it.
 func (a *arena) get(r *ref) (slot, int, bool) {
-	i := a.t.find(&r.k, r.h)
+	i := a.t.find(r.h, func(sl slot) bool { return a.holds(sl, r) })
 	if i < 0 {
 		return slot{}, -1, false
 	}
-	sl := a.t.e[i].sl
-	if !r.odd {
-		return sl, i, sl.idLen == 0
-	}
-	return sl, i, sl.idLen != 0 && string(a.chunks[sl.chunk][sl.off:sl.off+sl.idLen]) == r.id
+	return a.t.e[i].sl, i, true
 }
 
 // data returns the session data of sl, capped so that appending to it
@@ -144,17 +154,24 @@ func (a *arena) data(sl slot) []byte {
 	if sl.size == 0 {
 		return []byte{}
 	}
-	start := sl.off + sl.idLen
+	start := sl.off + uint32(len(key{})) + sl.idLen
 	end := start + sl.size
 	return a.chunks[sl.chunk][start:end:end]
 }
 
-// id returns the session ID of the entry k, sl.
-func (a *arena) id(k *key, sl slot) string {
+// id returns the session ID of the entry of sl.
+func (a *arena) id(sl slot) string {
+	b := a.chunks[sl.chunk][sl.off:]
 	if sl.idLen == 0 {
-		return base64.RawURLEncoding.EncodeToString(k[:])
+		return base64.RawURLEncoding.EncodeToString(b[:len(key{})])
 	}
-	return string(a.chunks[sl.chunk][sl.off : sl.off+sl.idLen])
+	return string(b[len(key{}) : len(key{})+int(sl.idLen)])
+}
+
+// has reports whether the shard holds r's session.
+func (a *arena) has(r *ref) bool {
+	_, _, ok := a.get(r)
+	return ok
 }
 
 // put stores a copy of data for the session until exp.
@@ -163,14 +180,14 @@ func (a *arena) put(r *ref, data []byte, exp int64) {
 	if r.odd {
 		sl.idLen = uint32(len(r.id))
 	}
-	if n := sl.len(); n > 0 {
-		sl.chunk, sl.off = a.reserve(n)
-		c := a.chunks[sl.chunk]
-		copy(c[sl.off:], r.id[:sl.idLen])
-		copy(c[sl.off+sl.idLen:], data)
-		a.live += n
-	}
-	if old, ok := a.t.put(&r.k, r.h, sl); ok {
+	n := sl.len()
+	sl.chunk, sl.off = a.reserve(n)
+	b := a.chunks[sl.chunk][sl.off : int(sl.off)+n]
+	copy(b, r.k[:])
+	copy(b[len(key{}):], r.id[:sl.idLen])
+	copy(b[len(key{})+int(sl.idLen):], data)
+	a.live += n
+	if old, ok := a.t.put(r.h, sl, func(sl slot) bool { return a.holds(sl, r) }); ok {
 		a.release(old)
 	}
 	a.compactIfWasteful()
@@ -207,7 +224,7 @@ func (a *arena) removeAt(i int) {
 // shrinks the table if that left it mostly empty.
 func (a *arena) removeExpired(now int64) {
 	for i := 0; i < len(a.t.e); {
-		if e := &a.t.e[i]; e.used && e.sl.exp <= now {
+		if e := &a.t.e[i]; e.used() && e.sl.exp <= now {
 			a.removeAt(i) // another entry may have moved to i: look again
 			continue
 		}
@@ -242,10 +259,10 @@ func (a *arena) compact() {
 	for i := range a.t.e {
 		e := &a.t.e[i]
 		sl := &e.sl
-		n := sl.len()
-		if !e.used || n == 0 {
+		if !e.used() {
 			continue
 		}
+		n := sl.len()
 		if cap(cur)-len(cur) < n {
 			if cur != nil {
 				chunks = append(chunks, cur)

@@ -188,8 +188,8 @@ func (s *Store) Range(ctx context.Context, fn func(id string, data []byte, expir
 		batch = batch[:0]
 		sh.mu.RLock()
 		for i := range sh.t.e {
-			if e := &sh.t.e[i]; e.used && e.sl.exp > now {
-				batch = append(batch, item{sh.id(&e.k, e.sl), sh.data(e.sl), e.sl.exp})
+			if e := &sh.t.e[i]; e.used() && e.sl.exp > now {
+				batch = append(batch, item{sh.id(e.sl), sh.data(e.sl), e.sl.exp})
 			}
 		}
 		sh.mu.RUnlock()

@@ -115,7 +115,7 @@ func (st *state) ref(id string) (ref, *shard) {
 	r := ref{id: id}
 	r.k, r.odd = keyOf(id)
 	h := maphash.Bytes(st.seed, r.k[:])
-	r.h = uint32(h >> 32)
+	r.h = h | usedBit
 	return r, &st.shards[h%shardCount]
 }
 
@@ -151,7 +151,7 @@ func (s *Store) Save(ctx context.Context, id string, data []byte, expiresAt time
 	}
 	r, sh := s.s.ref(id)
 	sh.mu.Lock()
-	if s.s.perShard > 0 && sh.t.n >= s.s.perShard && sh.t.find(&r.k, r.h) < 0 {
+	if s.s.perShard > 0 && sh.t.n >= s.s.perShard && !sh.has(&r) {
 		sh.makeRoom(time.Now().UnixNano())
 	}
 	sh.put(&r, data, expiresAt.UnixNano())
@@ -170,7 +170,7 @@ func (sh *shard) makeRoom(now int64) {
 	const sample = 8
 	victim, n := -1, 0
 	for i, size := rand.IntN(len(sh.t.e)), len(sh.t.e); n < sample && n < sh.t.n; i = (i + 1) % size {
-		if e := &sh.t.e[i]; e.used {
+		if e := &sh.t.e[i]; e.used() {
 			if victim < 0 || e.sl.exp < sh.t.e[victim].sl.exp {
 				victim = i
 			}

@@ -6,23 +6,36 @@ import (
 	"unsafe"
 )
 
-// An entry is one cache line.
-func TestEntryIs64Bytes(t *testing.T) {
-	if n := unsafe.Sizeof(entry{}); n != 64 {
-		t.Fatalf("entry is %d bytes, want 64", n)
+// Two entries fill a cache line.
+func TestEntryIs32Bytes(t *testing.T) {
+	if n := unsafe.Sizeof(entry{}); n != 32 {
+		t.Fatalf("entry is %d bytes, want 32", n)
 	}
+}
+
+// The table tests name each key by a number kept in its slot's chunk
+// field: a slot belongs to k when that number is k's. Keys whose hashOf
+// agree get the same 64-bit hash, so only same tells them apart.
+type keyNames map[key]uint32
+
+func hash64(k key, hashOf func(key) uint32) uint64 {
+	return uint64(hashOf(k))<<32 | usedBit
+}
+
+func (kn keyNames) same(k key) func(slot) bool {
+	return func(sl slot) bool { return sl.chunk == kn[k] }
 }
 
 // checkTable verifies that the table holds exactly the model's entries,
 // each reachable from its home.
-func checkTable(t *testing.T, tb *table, model map[key]slot, hashOf func(key) uint32) {
+func checkTable(t *testing.T, tb *table, model map[key]slot, kn keyNames, hashOf func(key) uint32) {
 	t.Helper()
 	if tb.n != len(model) {
 		t.Fatalf("table counts %d entries, model has %d", tb.n, len(model))
 	}
 	used := 0
 	for i := range tb.e {
-		if tb.e[i].used {
+		if tb.e[i].used() {
 			used++
 		}
 	}
@@ -30,7 +43,7 @@ func checkTable(t *testing.T, tb *table, model map[key]slot, hashOf func(key) ui
 		t.Fatalf("%d entries marked used, n = %d", used, tb.n)
 	}
 	for k, sl := range model {
-		i := tb.find(&k, hashOf(k))
+		i := tb.find(hash64(k, hashOf), kn.same(k))
 		if i < 0 {
 			t.Fatalf("key %x not found", k[:4])
 		}
@@ -55,6 +68,7 @@ func TestTableMatchesAMap(t *testing.T) {
 		}
 		var tb table
 		model := map[key]slot{}
+		kn := keyNames{}
 		var keys []key
 		for op := range 20_000 {
 			switch x := r.IntN(10); {
@@ -67,9 +81,10 @@ func TestTableMatchesAMap(t *testing.T) {
 						k[i] = byte(r.Uint32())
 					}
 					keys = append(keys, k)
+					kn[k] = uint32(len(kn) + 1)
 				}
-				sl := slot{exp: int64(op + 1), size: uint32(op)}
-				old, replaced := tb.put(&k, hashOf(k), sl)
+				sl := slot{exp: int64(op + 1), size: uint32(op), chunk: kn[k]}
+				old, replaced := tb.put(hash64(k, hashOf), sl, kn.same(k))
 				want, had := model[k]
 				if replaced != had || old != want {
 					t.Fatalf("put: replaced %v %+v, model %v %+v", replaced, old, had, want)
@@ -80,7 +95,7 @@ func TestTableMatchesAMap(t *testing.T) {
 				k := keys[j]
 				keys[j] = keys[len(keys)-1]
 				keys = keys[:len(keys)-1]
-				i := tb.find(&k, hashOf(k))
+				i := tb.find(hash64(k, hashOf), kn.same(k))
 				if _, had := model[k]; (i >= 0) != had {
 					t.Fatalf("find %x: index %d, model has it: %v", k[:4], i, had)
 				}
@@ -90,10 +105,10 @@ func TestTableMatchesAMap(t *testing.T) {
 				}
 			}
 			if op%97 == 0 {
-				checkTable(t, &tb, model, hashOf)
+				checkTable(t, &tb, model, kn, hashOf)
 			}
 		}
-		checkTable(t, &tb, model, hashOf)
+		checkTable(t, &tb, model, kn, hashOf)
 	}
 }
 
@@ -105,6 +120,7 @@ func TestRemoveExpiredSeesEveryEntryAndShrinks(t *testing.T) {
 	for round := range 50 {
 		var a arena
 		model := map[key]slot{}
+		kn := keyNames{}
 		hashOf := func(k key) uint32 { return uint32(k[0]) % 8 * 127 } // few homes, far apart: long, wrapping clusters
 		n := 200 + round*20
 		for range n {
@@ -112,15 +128,16 @@ func TestRemoveExpiredSeesEveryEntryAndShrinks(t *testing.T) {
 			for j := range k {
 				k[j] = byte(r.Uint32())
 			}
-			sl := slot{exp: int64(1 + r.IntN(100))}
-			a.t.put(&k, hashOf(k), sl)
+			kn[k] = uint32(len(kn) + 1)
+			sl := slot{exp: int64(1 + r.IntN(100)), chunk: kn[k]}
+			a.t.put(hash64(k, hashOf), sl, kn.same(k))
 			if sl.exp > 90 {
 				model[k] = sl
 			}
 		}
 		size := len(a.t.e)
 		a.removeExpired(90)
-		checkTable(t, &a.t, model, hashOf)
+		checkTable(t, &a.t, model, kn, hashOf)
 		if len(model) > 0 && len(model)*8 < size && len(a.t.e) >= size {
 			t.Fatalf("%d of %d entries left and the table kept its %d entries", len(model), n, size)
 		}
