@@ -110,7 +110,7 @@ func TestBuildAppliesChangesToRecords(t *testing.T) {
 		return false
 	}
 	for _, user := range []string{"ann", "", "a much longer user name than before"} {
-		out := build(rec.created, user, rec, func(k []byte) bool { return !changed(k) }, changes)
+		out := build(nil, rec.created, user, rec, func(k []byte) bool { return !changed(k) }, changes)
 		got, err := parseRecord(out)
 		require.NoError(t, err, "build made an invalid record")
 		assert.Equal(t, rec.created, got.created)
@@ -124,7 +124,7 @@ func TestBuildAppliesChangesToRecords(t *testing.T) {
 		assert.Equal(t, map[string][]byte{"a": {tTrue}, "c": {tFalse}, "d": {tTrue}, "e": {tTrue}}, kv)
 		assert.Equal(t, trusted(out), got, "trusted agrees with parseRecord on built records")
 	}
-	cleared := build(rec.created, "", rec, func([]byte) bool { return false }, nil)
+	cleared := build(nil, rec.created, "", rec, func([]byte) bool { return false }, nil)
 	_, fields, err := SplitRecord(cleared)
 	require.NoError(t, err)
 	assert.Empty(t, fields)

@@ -3,6 +3,7 @@ package sessions
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -171,20 +172,39 @@ func RecordHeader(created time.Time, user string) []byte {
 	return b[:len(b)-1] // without the count
 }
 
-// build returns a record with the given header fields whose entries are
-// those of base that keep accepts, followed by the changes that are not
-// deletions. It walks base once: the entries go in first, after room left
-// for the header, whose entry count is known only at the end, and kept
-// entries are copied as whole byte runs.
-func build(created int64, user string, base record, keep func(key []byte) bool, changes []change) []byte {
-	size := len(base.entries)
-	for _, ch := range changes {
-		size += len(ch.key) + len(ch.val) + 2*binary.MaxVarintLen64
-	}
-	room := recordHeaderLen + 2*binary.MaxVarintLen64 + len(user)
-	buf := make([]byte, room, room+size)
-	count := 0
+// build appends to dst a record with the given header fields whose
+// entries are those of base that keep accepts, followed by the changes that
+// are not deletions. It walks base twice: first to count the entries kept
+// and their bytes, so that dst grows at most once and the header, which
+// starts with the count, goes first; then to copy the kept entries, as
+// whole byte runs. The memory store hands its own free space as dst.
+func build(dst []byte, created int64, user string, base record, keep func(key []byte) bool, changes []change) []byte {
+	count, size := 0, 0
 	it := base.iter()
+	for {
+		before := len(it.r.b)
+		k, _, ok := it.next()
+		if !ok {
+			break
+		}
+		if keep(k) {
+			count++
+			size += before - len(it.r.b)
+		}
+	}
+	for _, ch := range changes {
+		if !ch.del {
+			count++
+			size += uvarintLen(len(ch.key)) + len(ch.key) + uvarintLen(len(ch.val)) + len(ch.val)
+		}
+	}
+	size += recordHeaderLen + uvarintLen(len(user)) + len(user) + uvarintLen(count)
+	dst = slices.Grow(dst, size)
+	dst = append(dst, recordVersion)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(created))
+	dst = appendString(dst, user)
+	dst = binary.AppendUvarint(dst, uint64(count))
+	it = base.iter()
 	runStart, runEnd := -1, -1 // the pending run of kept entries, as offsets in base.entries
 	for {
 		start := len(base.entries) - len(it.r.b)
@@ -194,10 +214,9 @@ func build(created int64, user string, base record, keep func(key []byte) bool, 
 		}
 		end := len(base.entries) - len(it.r.b)
 		if keep(k) {
-			count++
 			if runEnd != start {
 				if runStart >= 0 {
-					buf = append(buf, base.entries[runStart:runEnd]...)
+					dst = append(dst, base.entries[runStart:runEnd]...)
 				}
 				runStart = start
 			}
@@ -205,25 +224,23 @@ func build(created int64, user string, base record, keep func(key []byte) bool, 
 		}
 	}
 	if runStart >= 0 {
-		buf = append(buf, base.entries[runStart:runEnd]...)
+		dst = append(dst, base.entries[runStart:runEnd]...)
 	}
 	for _, ch := range changes {
 		if !ch.del {
-			count++
-			buf = appendEntry(buf, ch.key, ch.val)
+			dst = appendEntry(dst, ch.key, ch.val)
 		}
 	}
-	var head [recordHeaderLen + 2*binary.MaxVarintLen64]byte
-	h := append(head[:0], recordVersion)
-	h = binary.BigEndian.AppendUint64(h, uint64(created))
-	h = binary.AppendUvarint(h, uint64(len(user)))
-	n := len(h)
-	h = binary.AppendUvarint(h, uint64(count))
-	start := room - len(h) - len(user)
-	copy(buf[start:], h[:n])
-	copy(buf[start+n:], user)
-	copy(buf[start+n+len(user):], h[n:])
-	return buf[start:]
+	return dst
+}
+
+// uvarintLen is the length of n as a uvarint.
+func uvarintLen(n int) int {
+	l := 1
+	for ; n >= 0x80; n >>= 7 {
+		l++
+	}
+	return l
 }
 
 // trusted returns the record of data that this package built itself, so

@@ -33,14 +33,22 @@ func (s *Session) persist(ctx context.Context, buf []byte, exp time.Time) (found
 		s.raw = buf
 	case s.stored && s.oldID == "" && m.updater != nil:
 		s.next, s.applyErr = nil, nil
-		found, err = m.updater.Update(ctx, s.id, exp, s.updateFn())
+		fn := s.updateFn()
+		var stored []byte
+		if m.memstore != nil {
+			// Update, with the new data built in the store's own memory.
+			stored, found, err = m.memstore.UpdateAppend(ctx, s.id, exp, fn)
+		} else {
+			found, err = m.updater.Update(ctx, s.id, exp, func(cur []byte) ([]byte, error) { return fn(nil, cur) })
+			stored = s.next
+		}
 		if s.applyErr != nil && errors.Is(err, s.applyErr) {
 			// Not the store's failure: the changes do not fit (ErrTooLarge),
 			// or what is stored cannot be read.
 			return false, s.applyErr
 		}
 		if found && err == nil {
-			s.raw = s.next
+			s.raw = stored
 		}
 	default:
 		err = m.store.Save(ctx, s.id, buf, exp)
@@ -58,12 +66,13 @@ func (s *Session) updates() bool {
 	return s.stored && s.oldID == "" && s.m.deltaSaver == nil && s.m.updater != nil
 }
 
-// updateFn is the function handed to Updater.Update: apply, remembering its
-// result and error in s. It is made once per Session.
-func (s *Session) updateFn() func([]byte) ([]byte, error) {
+// updateFn is apply, remembering its result and error in s, for memstore's
+// UpdateAppend and (wrapped, with no buffer) an Updater's Update. It is made
+// once per Session.
+func (s *Session) updateFn() func(dst, cur []byte) ([]byte, error) {
 	if s.applyFn == nil {
-		s.applyFn = func(cur []byte) ([]byte, error) {
-			s.next, s.applyErr = s.apply(cur)
+		s.applyFn = func(dst, cur []byte) ([]byte, error) {
+			s.next, s.applyErr = s.apply(dst, cur)
 			return s.next, s.applyErr
 		}
 	}
@@ -86,10 +95,10 @@ func (s *Session) delta() Delta {
 	return d
 }
 
-// apply returns cur, the session as stored now, with this request's changes
-// applied, for an Updater. It keeps the stored creation time, and the stored
-// user unless this request changed it.
-func (s *Session) apply(cur []byte) ([]byte, error) {
+// apply appends to dst cur, the session as stored now, with this request's
+// changes applied, for an Updater. It keeps the stored creation time, and
+// the stored user unless this request changed it.
+func (s *Session) apply(dst, cur []byte) ([]byte, error) {
 	var rec record
 	if len(cur) > 0 && len(cur) == len(s.raw) && &cur[0] == &s.raw[0] {
 		rec = s.rec // what this request loaded, unchanged since: already checked
@@ -103,7 +112,7 @@ func (s *Session) apply(cur []byte) ([]byte, error) {
 	if s.user != s.rec.user {
 		user = s.user
 	}
-	buf := build(rec.created, user, rec, s.unchanged, s.changes)
+	buf := build(dst, rec.created, user, rec, s.unchanged, s.changes)
 	if len(buf) > s.m.cfg.maxSize {
 		return nil, fmt.Errorf("%w: %d bytes encoded, the limit is %d", ErrTooLarge, len(buf), s.m.cfg.maxSize)
 	}

@@ -64,7 +64,7 @@ type Session struct {
 	cookieSlot [1]string
 
 	// The Updater path: the function handed to the store, and its result.
-	applyFn  func([]byte) ([]byte, error)
+	applyFn  func(dst, cur []byte) ([]byte, error)
 	next     []byte
 	applyErr error
 	setErr   error // first value that could not be encoded
@@ -606,7 +606,7 @@ func (s *Session) expiry(now time.Time) time.Time {
 
 // encode builds the record of the session with its changes applied.
 func (s *Session) encode() []byte {
-	return build(s.created.UnixNano(), s.user, s.rec, s.unchanged, s.changes)
+	return build(nil, s.created.UnixNano(), s.user, s.rec, s.unchanged, s.changes)
 }
 
 // unchanged reports whether a stored key survives this request's changes.

@@ -20,13 +20,17 @@ type manager struct {
 	toucher    Toucher
 	deltaSaver DeltaSaver
 	updater    Updater
-	locker     Locker
-	userIndex  UserIndexer
-	iterator   Iterator
-	cookie     *cookieCodec
-	key        contextKey // the name its requests are bound under (WithContextKey)
-	inert      *Session   // handed to skipped requests; never changes
-	ids        sync.Pool  // of *idBatch: random bytes for new IDs
+	// memstore is the store when it is the built-in memory store itself
+	// (not a wrapper of it): its writes then build the new data straight
+	// into the store's memory.
+	memstore  *memstore.Store
+	locker    Locker
+	userIndex UserIndexer
+	iterator  Iterator
+	cookie    *cookieCodec
+	key       contextKey // the name its requests are bound under (WithContextKey)
+	inert     *Session   // handed to skipped requests; never changes
+	ids       sync.Pool  // of *idBatch: random bytes for new IDs
 }
 
 // New returns the session middleware. secretKey signs the session cookies;
@@ -67,6 +71,7 @@ func newManager(secretKey []byte, opts []Option) *manager {
 	m.toucher, _ = cfg.store.(Toucher)
 	m.deltaSaver, _ = cfg.store.(DeltaSaver)
 	m.updater, _ = cfg.store.(Updater)
+	m.memstore, _ = cfg.store.(*memstore.Store)
 	m.userIndex, _ = cfg.store.(UserIndexer)
 	m.iterator, _ = cfg.store.(Iterator)
 	if cfg.lockWait > 0 {

@@ -8,10 +8,11 @@ import (
 
 // The store keeps no pointer per session, so the garbage collector has
 // nothing to trace however many sessions it holds: a shard's table (see
-// table.go) is keyed by a fixed-size array and its slots are offsets into a
-// few large byte slabs (chunks), into which session data is copied.
+// table.go) holds a hash and offsets per session, into a few large byte
+// slabs (chunks), which hold each session's key, ID and data.
 //
-// Chunks are append-only: bytes once written are never written again, so a
+// Chunks are append-only: bytes once within a chunk's length are never
+// written again (the free space after it is scratch until kept), so a
 // slice handed out by Load stays valid and unchanged for as long as the
 // caller keeps it, even after its entry is replaced or the shard compacted.
 // Replaced and deleted entries leave dead bytes behind; when they outweigh
@@ -193,23 +194,79 @@ func (a *arena) put(r *ref, data []byte, exp int64) {
 	a.compactIfWasteful()
 }
 
+// free returns the free space of the last chunk after room for r's key
+// and ID, as an empty slice to append the session's data to; a new chunk is
+// started if fewer than want bytes are free there. Nothing is reserved:
+// putWritten keeps what was appended.
+func (a *arena) free(r *ref, want int) []byte {
+	start := len(key{})
+	if r.odd {
+		start += len(r.id)
+	}
+	c := a.chunks[a.room(start+want)]
+	start += len(c)
+	return c[start:start:cap(c)]
+}
+
+// putWritten is put for data appended to dst, a slice returned by free with
+// nothing reserved since: if data lies where dst starts, the key and ID go
+// in front of it and the chunk grows over them; otherwise data is copied,
+// as put does. It returns the entry's new slot.
+func (a *arena) putWritten(r *ref, dst, data []byte, exp int64) slot {
+	if cap(dst) == 0 || len(data) == 0 || cap(data) != cap(dst) || &data[:1][0] != &dst[:1][0] {
+		// data may lie further on in the free space, where put writes the
+		// entry: its key and ID go in front of where dst starts, before
+		// data, and copy moves overlapping bytes correctly.
+		a.put(r, data, exp)
+		sl, _, _ := a.get(r)
+		return sl
+	}
+	last := len(a.chunks) - 1
+	c := a.chunks[last]
+	sl := slot{exp: exp, chunk: uint32(last), off: uint32(len(c)), size: uint32(len(data))}
+	if r.odd {
+		sl.idLen = uint32(len(r.id))
+	}
+	n := sl.len()
+	c = c[:len(c)+n]
+	a.chunks[last] = c
+	copy(c[sl.off:], r.k[:])
+	copy(c[int(sl.off)+len(key{}):], r.id[:sl.idLen])
+	a.live += n
+	if old, ok := a.t.put(r.h, sl, func(sl slot) bool { return a.holds(sl, r) }); ok {
+		a.release(old)
+	}
+	if a.compactIfWasteful() {
+		sl, _, _ = a.get(r)
+	}
+	return sl
+}
+
 // reserve makes room for n bytes at the end of the chunks and returns where.
 func (a *arena) reserve(n int) (chunk, off uint32) {
-	if last := len(a.chunks) - 1; last >= 0 {
+	last := a.room(n)
+	c := a.chunks[last]
+	a.chunks[last] = c[:len(c)+n]
+	return uint32(last), uint32(len(c))
+}
+
+// room makes sure the last chunk has n bytes free, starting a new chunk if
+// need be, and returns the last chunk's index.
+func (a *arena) room(n int) int {
+	last := len(a.chunks) - 1
+	if last >= 0 {
 		c := a.chunks[last]
 		if cap(c)-len(c) >= n {
-			a.chunks[last] = c[:len(c)+n]
-			return uint32(last), uint32(len(c))
+			return last
 		}
 		a.dead += cap(c) - len(c) // the rest of that chunk stays unused
 	}
 	size := chunkMin
-	if last := len(a.chunks) - 1; last >= 0 {
+	if last >= 0 {
 		size = min(2*cap(a.chunks[last]), chunkMax)
 	}
-	size = max(size, n)
-	a.chunks = append(a.chunks, make([]byte, n, size))
-	return uint32(len(a.chunks) - 1), 0
+	a.chunks = append(a.chunks, make([]byte, 0, max(size, n)))
+	return last + 1
 }
 
 // removeAt drops the entry at index i of the table (see table.removeAt
@@ -243,10 +300,12 @@ func (a *arena) release(sl slot) {
 // data plus a chunk. Each compaction copies the live bytes once, and at
 // least half as many bytes must die again before the next one, so its cost
 // per byte saved is bounded.
-func (a *arena) compactIfWasteful() {
+func (a *arena) compactIfWasteful() bool {
 	if a.dead > minDead && 2*a.dead > a.live {
 		a.compact()
+		return true
 	}
+	return false
 }
 
 // compact copies the live entries into fresh chunks and drops the old ones.

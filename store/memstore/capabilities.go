@@ -32,6 +32,38 @@ func (s *Store) Update(ctx context.Context, id string, expiresAt time.Time, fn f
 	return true, nil
 }
 
+// UpdateAppend is Update, except that fn appends the data to store to dst,
+// which is empty and may be nil or too small (fn's appends then allocate as
+// usual), and that it returns the data as stored, which the caller may keep
+// and the store never modifies (stored is nil unless found is true and err
+// nil). dst is the shard's free space, so data that fits there is written
+// once and never copied. The sessions middleware saves through it when the
+// store it is given is a *Store itself.
+func (s *Store) UpdateAppend(ctx context.Context, id string, expiresAt time.Time, fn func(dst, current []byte) ([]byte, error)) ([]byte, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, fmt.Errorf("memstore: update: %w", err)
+	}
+	r, sh := s.s.ref(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sl, _, ok := sh.get(&r)
+	if !ok || sl.exp <= time.Now().UnixNano() {
+		return nil, false, nil
+	}
+	// Room for the data as it is now, and some growth: a write usually
+	// changes a few keys.
+	cur := sh.data(sl)
+	dst := sh.free(&r, len(cur)+len(cur)/8+256)
+	next, err := fn(dst, cur)
+	if err != nil {
+		return nil, true, err
+	}
+	if err := checkSize(id, next); err != nil {
+		return nil, true, fmt.Errorf("memstore: update: %w", err)
+	}
+	return sh.data(sh.putWritten(&r, dst, next, expiresAt.UnixNano())), true, nil
+}
+
 // sessionLock is the lock of one session: a one-slot channel, with a count
 // of the requests holding or waiting for it, so that unused locks are
 // removed and the lock table never grows with the number of sessions.
