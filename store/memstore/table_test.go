@@ -33,14 +33,21 @@ func checkTable(t *testing.T, tb *table, model map[key]slot, kn keyNames, hashOf
 	if tb.n != len(model) {
 		t.Fatalf("table counts %d entries, model has %d", tb.n, len(model))
 	}
-	used := 0
-	for i := range tb.e {
-		if tb.e[i].used() {
-			used++
+	if len(tb.e) != tb.n {
+		t.Fatalf("%d entries, n = %d", len(tb.e), tb.n)
+	}
+	cells := 0
+	for _, c := range tb.idx {
+		if c == 0 {
+			continue
+		}
+		cells++
+		if p := cellPos(c); p >= tb.n || tb.e[p].h>>32 != c>>32 {
+			t.Fatalf("index cell %x names position %d, which holds hash %x", c, p, tb.e[min(p, tb.n-1)].h)
 		}
 	}
-	if used != tb.n {
-		t.Fatalf("%d entries marked used, n = %d", used, tb.n)
+	if cells != tb.n {
+		t.Fatalf("%d index cells in use for %d entries", cells, tb.n)
 	}
 	for k, sl := range model {
 		i := tb.find(hash64(k, hashOf), kn.same(k))
@@ -135,11 +142,14 @@ func TestRemoveExpiredSeesEveryEntryAndShrinks(t *testing.T) {
 				model[k] = sl
 			}
 		}
-		size := len(a.t.e)
+		size := len(a.t.idx)
 		a.removeExpired(90)
 		checkTable(t, &a.t, model, kn, hashOf)
-		if len(model) > 0 && len(model)*8 < size && len(a.t.e) >= size {
-			t.Fatalf("%d of %d entries left and the table kept its %d entries", len(model), n, size)
+		if len(model) > 0 && len(model)*8 < size && len(a.t.idx) >= size {
+			t.Fatalf("%d of %d entries left and the index kept its %d cells", len(model), n, size)
+		}
+		if len(model)*4 < n && cap(a.t.e) >= n {
+			t.Fatalf("%d of %d entries left and the entries kept room for %d", len(model), n, cap(a.t.e))
 		}
 	}
 }
