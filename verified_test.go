@@ -1,6 +1,8 @@
 package sessions
 
 import (
+	"bytes"
+	"strings"
 	"testing"
 	"time"
 )
@@ -127,6 +129,21 @@ func TestEqualConstantTime(t *testing.T) {
 	} {
 		if got := equalConstantTime(c.a, c.b); got != c.want {
 			t.Errorf("equalConstantTime(%q, %q) = %v", c.a, c.b, got)
+		}
+	}
+	// Every length across the eight-byte steps and the tail, with one
+	// differing bit at every position.
+	for n := range 40 {
+		a := []byte(strings.Repeat("k", n))
+		if !equalConstantTime(string(a), string(a)) {
+			t.Fatalf("length %d: equal strings compare unequal", n)
+		}
+		for i := range n {
+			b := bytes.Clone(a)
+			b[i] ^= 0x80
+			if equalConstantTime(string(a), string(b)) {
+				t.Fatalf("length %d: a difference at byte %d is missed", n, i)
+			}
 		}
 	}
 }
