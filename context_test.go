@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"unsafe"
 
 	"github.com/gin-gonic/gin"
 )
@@ -112,5 +113,15 @@ func TestUntouchedRequestAllocatesNothing(t *testing.T) {
 	want, got := allocs(bare), allocs(with)
 	if got != want {
 		t.Fatalf("an untouched request allocates %v times with the middleware, %v without", got, want)
+	}
+}
+
+// A Session fits the runtime's 512-byte size class, the largest whose
+// objects need no malloc header: one allocation per used session, kept
+// small. Grow it past that only for a reason worth 192 more bytes on
+// every request that uses its session.
+func TestSessionFits512Bytes(t *testing.T) {
+	if n := unsafe.Sizeof(Session{}); n > 512 {
+		t.Fatalf("Session is %d bytes, want 512 at most", n)
 	}
 }

@@ -32,15 +32,18 @@ func (s *Session) persist(ctx context.Context, buf []byte, exp time.Time) (found
 		found, err = m.deltaSaver.SaveDelta(ctx, s.id, s.delta(), exp)
 		s.raw = buf
 	case s.stored && s.oldID == "" && m.updater != nil:
-		s.next, s.applyErr = nil, nil
+		s.applyErr = nil
 		fn := s.updateFn()
 		var stored []byte
 		if m.memstore != nil {
 			// Update, with the new data built in the store's own memory.
 			stored, found, err = m.memstore.UpdateAppend(ctx, s.id, exp, fn)
 		} else {
-			found, err = m.updater.Update(ctx, s.id, exp, func(cur []byte) ([]byte, error) { return fn(nil, cur) })
-			stored = s.next
+			found, err = m.updater.Update(ctx, s.id, exp, func(cur []byte) ([]byte, error) {
+				next, ferr := fn(nil, cur)
+				stored = next // the last call's result is what the store keeps
+				return next, ferr
+			})
 		}
 		if s.applyErr != nil && errors.Is(err, s.applyErr) {
 			// Not the store's failure: the changes do not fit (ErrTooLarge),
@@ -66,14 +69,15 @@ func (s *Session) updates() bool {
 	return s.stored && s.oldID == "" && s.m.deltaSaver == nil && s.m.updater != nil
 }
 
-// updateFn is apply, remembering its result and error in s, for memstore's
+// updateFn is apply, remembering its error in s, for memstore's
 // UpdateAppend and (wrapped, with no buffer) an Updater's Update. It is made
 // once per Session.
 func (s *Session) updateFn() func(dst, cur []byte) ([]byte, error) {
 	if s.applyFn == nil {
 		s.applyFn = func(dst, cur []byte) ([]byte, error) {
-			s.next, s.applyErr = s.apply(dst, cur)
-			return s.next, s.applyErr
+			next, err := s.apply(dst, cur)
+			s.applyErr = err
+			return next, err
 		}
 	}
 	return s.applyFn

@@ -53,19 +53,18 @@ type Session struct {
 	rec      record
 	loadedAt time.Time // when the session was loaded: "now" for reads; zero without a cookie
 	created  time.Time // zero for a new session until it is first saved
-	expires  time.Time // the store's expiry of the stored session; zero if unknown
 
 	changes []change
 	arena   []byte // backing store of the encoded values in changes
 
 	// Inline storage for the common small request, saving allocations.
-	changeBuf  [2]change
-	arenaBuf   [64]byte
+	changeBuf  [1]change
+	arenaBuf   [40]byte
 	cookieSlot [1]string
 
-	// The Updater path: the function handed to the store, and its result.
+	// The Updater path: the function handed to the store, and the error of
+	// its last call.
 	applyFn  func(dst, cur []byte) ([]byte, error)
-	next     []byte
 	applyErr error
 	setErr   error // first value that could not be encoded
 
@@ -199,7 +198,7 @@ func (s *Session) load() {
 		s.fresh()
 		return
 	}
-	s.id, s.raw, s.rec, s.created, s.expires = id, data, rec, created, exp
+	s.id, s.raw, s.rec, s.created = id, data, rec, created
 	// Decided once: both commits of a read-only request would ask.
 	s.touchDue = m.cfg.idleTimeout > 0 && s.expiry(now).Sub(exp) >= m.cfg.touchInterval
 	s.user, s.linkedUser, s.linkedID = rec.user, rec.user, id
@@ -213,7 +212,6 @@ func (s *Session) fresh() {
 	s.raw, s.rec = nil, record{}
 	s.user, s.linkedUser, s.linkedID = "", "", ""
 	s.created = s.loadedAt
-	s.expires = time.Time{}
 	s.changes, s.arena = nil, s.arena[:0]
 	s.cleared, s.dirty = false, false
 }
@@ -675,7 +673,7 @@ func (s *Session) commit(headersSent bool) error {
 		case s.oldID != "":
 			m.event(s.c.Request.Context(), EventRegenerated, s.id, "", now.Sub(s.created))
 		}
-		s.stored, s.expires, s.refreshed = true, exp, true
+		s.stored, s.refreshed = true, true
 		s.rec = trusted(s.raw)
 		// The saved record now holds the values: drop the changes, without
 		// reusing the arena, whose bytes the new record may still share.
@@ -742,7 +740,7 @@ func (s *Session) touch(exp time.Time) error {
 	if err != nil {
 		return fmt.Errorf("%w: extend session %s: %w", ErrStore, logID(s.id), err)
 	}
-	s.expires, s.refreshed = exp, true
+	s.refreshed = true
 	return nil
 }
 
