@@ -39,11 +39,13 @@ func (s *Session) persist(ctx context.Context, buf []byte, exp time.Time) (found
 			// Update, with the new data built in the store's own memory.
 			stored, found, err = m.memstore.UpdateAppend(ctx, s.id, exp, fn)
 		} else {
+			var last []byte // the last call's result is what the store keeps
 			found, err = m.updater.Update(ctx, s.id, exp, func(cur []byte) ([]byte, error) {
 				next, ferr := fn(nil, cur)
-				stored = next // the last call's result is what the store keeps
+				last = next
 				return next, ferr
 			})
+			stored = last
 		}
 		if s.applyErr != nil && errors.Is(err, s.applyErr) {
 			// Not the store's failure: the changes do not fit (ErrTooLarge),
