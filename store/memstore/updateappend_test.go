@@ -93,14 +93,8 @@ func TestUpdateAppend(t *testing.T) {
 // or memory of fn's own.
 func TestUpdateAppendStoresWhateverFnReturns(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	later := time.Now().Add(time.Hour)
-	s := memstore.New(memstore.WithCleanupInterval(0))
-	t.Cleanup(func() { _ = s.Close() })
-	id := storetest.NewID()
-	if err := s.Save(ctx, id, []byte("v0"), later); err != nil {
-		t.Fatal(err)
-	}
+	ctx, later := context.Background(), time.Now().Add(time.Hour)
+	s, id := storeHolding(t, []byte("v0"), later)
 	payload := bytes.Repeat([]byte("0123456789"), 50)
 	for name, fn := range map[string]func(dst, cur []byte) ([]byte, error){
 		"a later part of dst": func(dst, _ []byte) ([]byte, error) { return append(dst, payload...)[7:], nil },
@@ -127,14 +121,8 @@ func TestUpdateAppendStoresWhateverFnReturns(t *testing.T) {
 // nothing.
 func TestUpdateAppendWritesInPlace(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	later := time.Now().Add(time.Hour)
-	s := memstore.New(memstore.WithCleanupInterval(0))
-	t.Cleanup(func() { _ = s.Close() })
-	id := storetest.NewID()
-	if err := s.Save(ctx, id, make([]byte, 1000), later); err != nil {
-		t.Fatal(err)
-	}
+	ctx, later := context.Background(), time.Now().Add(time.Hour)
+	s, id := storeHolding(t, make([]byte, 1000), later)
 	// 40 versions of about 1 KB: too few dead bytes for a compaction,
 	// which would move the data.
 	for i := range 40 {
@@ -150,4 +138,17 @@ func TestUpdateAppendWritesInPlace(t *testing.T) {
 			t.Fatalf("update %d: %d bytes stored (err %v), at %p; fn wrote them at %p", i, len(stored), err, &stored[0], at)
 		}
 	}
+}
+
+// storeHolding returns a store without a background sweep that holds data
+// under a new ID until exp.
+func storeHolding(t *testing.T, data []byte, exp time.Time) (*memstore.Store, string) {
+	t.Helper()
+	s := memstore.New(memstore.WithCleanupInterval(0))
+	t.Cleanup(func() { _ = s.Close() })
+	id := storetest.NewID()
+	if err := s.Save(context.Background(), id, data, exp); err != nil {
+		t.Fatal(err)
+	}
+	return s, id
 }
