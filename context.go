@@ -1,8 +1,6 @@
 package sessions
 
-import (
-	"github.com/gin-gonic/gin"
-)
+import "github.com/gin-gonic/gin"
 
 // contextKey names a middleware's sessions, so that several middlewares
 // (WithContextKey) can serve one request.

@@ -175,64 +175,39 @@ func (a *arena) has(r *ref) bool {
 	return ok
 }
 
-// put stores a copy of data for the session until exp.
-func (a *arena) put(r *ref, data []byte, exp int64) {
-	sl := slot{exp: exp, size: uint32(len(data))}
+// put stores a copy of data for the session until exp and returns the
+// entry's slot. data may lie in the free space after the last chunk's
+// length (putWritten): it is copied first, to where it starts or earlier,
+// and the key and ID then go in front of it.
+func (a *arena) put(r *ref, data []byte, exp int64) slot {
+	hdr := a.headerLen(r)
+	chunk, off := a.reserve(hdr + len(data))
+	copy(a.chunks[chunk][int(off)+hdr:], data)
+	return a.keep(r, chunk, off, len(data), exp)
+}
+
+// headerLen is how many bytes of r's entry come before its data: the key,
+// and the ID if it is not canonical.
+func (a *arena) headerLen(r *ref) int {
+	if r.odd {
+		return len(key{}) + len(r.id)
+	}
+	return len(key{})
+}
+
+// keep makes the size bytes of data at off in chunk, after room for the
+// header, r's entry until exp: it writes the key and ID in front of them,
+// sets the table and compacts if that left too much dead. It returns the
+// entry's slot.
+func (a *arena) keep(r *ref, chunk, off uint32, size int, exp int64) slot {
+	sl := slot{exp: exp, chunk: chunk, off: off, size: uint32(size)}
 	if r.odd {
 		sl.idLen = uint32(len(r.id))
 	}
-	n := sl.len()
-	sl.chunk, sl.off = a.reserve(n)
-	b := a.chunks[sl.chunk][sl.off : int(sl.off)+n]
+	b := a.chunks[chunk][off:]
 	copy(b, r.k[:])
 	copy(b[len(key{}):], r.id[:sl.idLen])
-	copy(b[len(key{})+int(sl.idLen):], data)
-	a.live += n
-	if old, ok := a.t.put(r.h, sl, func(sl slot) bool { return a.holds(sl, r) }); ok {
-		a.release(old)
-	}
-	a.compactIfWasteful()
-}
-
-// free returns the free space of the last chunk after room for r's key
-// and ID, as an empty slice to append the session's data to; a new chunk is
-// started if fewer than want bytes are free there. Nothing is reserved:
-// putWritten keeps what was appended.
-func (a *arena) free(r *ref, want int) []byte {
-	start := len(key{})
-	if r.odd {
-		start += len(r.id)
-	}
-	c := a.chunks[a.room(start+want)]
-	start += len(c)
-	return c[start:start:cap(c)]
-}
-
-// putWritten is put for data appended to dst, a slice returned by free with
-// nothing reserved since: if data lies where dst starts, the key and ID go
-// in front of it and the chunk grows over them; otherwise data is copied,
-// as put does. It returns the entry's new slot.
-func (a *arena) putWritten(r *ref, dst, data []byte, exp int64) slot {
-	if cap(dst) == 0 || len(data) == 0 || cap(data) != cap(dst) || &data[:1][0] != &dst[:1][0] {
-		// data may lie further on in the free space, where put writes the
-		// entry: its key and ID go in front of where dst starts, before
-		// data, and copy moves overlapping bytes correctly.
-		a.put(r, data, exp)
-		sl, _, _ := a.get(r)
-		return sl
-	}
-	last := len(a.chunks) - 1
-	c := a.chunks[last]
-	sl := slot{exp: exp, chunk: uint32(last), off: uint32(len(c)), size: uint32(len(data))}
-	if r.odd {
-		sl.idLen = uint32(len(r.id))
-	}
-	n := sl.len()
-	c = c[:len(c)+n]
-	a.chunks[last] = c
-	copy(c[sl.off:], r.k[:])
-	copy(c[int(sl.off)+len(key{}):], r.id[:sl.idLen])
-	a.live += n
+	a.live += sl.len()
 	if old, ok := a.t.put(r.h, sl, func(sl slot) bool { return a.holds(sl, r) }); ok {
 		a.release(old)
 	}
@@ -240,6 +215,32 @@ func (a *arena) putWritten(r *ref, dst, data []byte, exp int64) slot {
 		sl, _, _ = a.get(r)
 	}
 	return sl
+}
+
+// free returns the free space of the last chunk after room for r's key
+// and ID, as an empty slice to append the session's data to; a new chunk is
+// started if fewer than want bytes are free there. Nothing is reserved:
+// putWritten keeps what was appended.
+func (a *arena) free(r *ref, want int) []byte {
+	hdr := a.headerLen(r)
+	c := a.chunks[a.room(hdr+want)]
+	start := len(c) + hdr
+	return c[start:start:cap(c)]
+}
+
+// putWritten is put for data appended to dst, a slice returned by free with
+// nothing reserved since: if data lies where dst starts, the chunk grows
+// over the header and data where they are; otherwise data is copied, as
+// put does. It returns the entry's slot.
+func (a *arena) putWritten(r *ref, dst, data []byte, exp int64) slot {
+	if cap(dst) == 0 || len(data) == 0 || cap(data) != cap(dst) || &data[:1][0] != &dst[:1][0] {
+		return a.put(r, data, exp)
+	}
+	last := len(a.chunks) - 1
+	c := a.chunks[last]
+	off := len(c)
+	a.chunks[last] = c[:off+a.headerLen(r)+len(data)]
+	return a.keep(r, uint32(last), uint32(off), len(data), exp)
 }
 
 // reserve makes room for n bytes at the end of the chunks and returns where.

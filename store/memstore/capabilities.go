@@ -11,25 +11,8 @@ import (
 // write lock, so no other Save, Update or Delete of id can interleave. It
 // implements sessions.Updater.
 func (s *Store) Update(ctx context.Context, id string, expiresAt time.Time, fn func(current []byte) ([]byte, error)) (bool, error) {
-	if err := ctx.Err(); err != nil {
-		return false, fmt.Errorf("memstore: update: %w", err)
-	}
-	r, sh := s.s.ref(id)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	sl, _, ok := sh.get(&r)
-	if !ok || sl.exp <= time.Now().UnixNano() {
-		return false, nil
-	}
-	next, err := fn(sh.data(sl))
-	if err != nil {
-		return true, err
-	}
-	if err := checkSize(id, next); err != nil {
-		return true, fmt.Errorf("memstore: update: %w", err)
-	}
-	sh.put(&r, next, expiresAt.UnixNano())
-	return true, nil
+	_, found, err := s.UpdateAppend(ctx, id, expiresAt, func(_, current []byte) ([]byte, error) { return fn(current) })
+	return found, err
 }
 
 // UpdateAppend is Update, except that fn appends the data to store to dst,
