@@ -108,7 +108,7 @@ type macState struct {
 	src, raw [maxCookieLen]byte
 	sum      [sha256.Size]byte
 	id       [64]byte
-	line     [maxCookieLen + 256]byte
+	line     [idBytes*2 + maxCookieLen + 256]byte
 }
 
 // sign computes the MAC of "name|msg" with key number k into st.sum.
@@ -191,14 +191,14 @@ func (cc *cookieCodec) verify(value string, now int64) (id string, old bool, iss
 func (cc *cookieCodec) encode(id string, now time.Time) string {
 	st := cc.pool.Get().(*macState)
 	defer cc.pool.Put(st)
-	return string(cc.appendValue(st, st.line[:0], id, now))
+	return string(cc.appendValue(st, st.line[:0], st.id[:copy(st.id[:], id)], now))
 }
 
 // appendValue appends the signed cookie value for id to dst.
-func (cc *cookieCodec) appendValue(st *macState, dst []byte, id string, now time.Time) []byte {
+func (cc *cookieCodec) appendValue(st *macState, dst, id []byte, now time.Time) []byte {
 	b := strconv.AppendInt(st.raw[:0], now.Unix(), 10)
 	b = append(b, '|')
-	b = appendBase64URL(b, []byte(id), true)
+	b = appendBase64URL(b, id, true)
 	sum := cc.sign(st, 0, b)
 	b = append(b, '|')
 	b = append(b, sum...)
@@ -206,11 +206,30 @@ func (cc *cookieCodec) appendValue(st *macState, dst []byte, id string, now time
 }
 
 // line returns the whole Set-Cookie header value for id, in a single
-// allocation. With a Max-Age configured it also sends Max-Age and Expires.
+// allocation.
 func (cc *cookieCodec) line(id string, now time.Time) string {
 	st := cc.pool.Get().(*macState)
 	defer cc.pool.Put(st)
-	b := append(st.line[:0], cc.name...)
+	return string(cc.appendLine(st, st.line[:0], st.id[:copy(st.id[:], id)], now))
+}
+
+// mint returns the session ID whose 32 random bytes are raw, and the
+// Set-Cookie header value that carries it, in a single allocation: a new
+// session needs both.
+func (cc *cookieCodec) mint(raw []byte, now time.Time) (id, line string) {
+	st := cc.pool.Get().(*macState)
+	defer cc.pool.Put(st)
+	b := appendBase64URL(st.line[:0], raw, false)
+	n := len(b)
+	b = cc.appendLine(st, b, b[:n], now)
+	both := string(b)
+	return both[:n], both[n:]
+}
+
+// appendLine appends the Set-Cookie header value for id to dst. With a
+// Max-Age configured it also sends Max-Age and Expires.
+func (cc *cookieCodec) appendLine(st *macState, dst, id []byte, now time.Time) []byte {
+	b := append(dst, cc.name...)
 	b = append(b, '=')
 	b = cc.appendValue(st, b, id, now)
 	if cc.maxAge > 0 {
@@ -220,8 +239,7 @@ func (cc *cookieCodec) line(id string, now time.Time) string {
 		b = append(b, "; Expires="...)
 		b = now.Add(time.Duration(secs)*time.Second).UTC().AppendFormat(b, http.TimeFormat)
 	}
-	b = append(b, cc.attrs...)
-	return string(b)
+	return append(b, cc.attrs...)
 }
 
 // find returns up to maxCandidates values of cookies named cc.name in the

@@ -177,3 +177,22 @@ func TestCookieFormatInteroperatesWithSecurecookie(t *testing.T) {
 	_, _, err = cc.decode(v, time.Now().Unix())
 	assert.ErrorIs(t, err, errCookieMAC)
 }
+
+func TestMintGivesTheIDAndItsCookieLine(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	for _, maxAge := range []time.Duration{0, time.Hour} {
+		cfg := config{cookieName: "sid", lifetime: time.Hour, maxAge: maxAge, path: "/", httpOnly: true}
+		cc := newCookieCodec(&cfg, cookieTestKey)
+		var raw [idBytes]byte
+		for i := range raw {
+			raw[i] = byte(i*7 + int(maxAge/time.Hour))
+		}
+		id, line := cc.mint(raw[:], now)
+		assert.Equal(t, encodeID(raw[:]), id)
+		assert.Equal(t, cc.line(id, now), line, "the line mint makes is the one line makes for its ID")
+		value, _, _ := strings.Cut(strings.TrimPrefix(line, "sid="), ";")
+		got, _, err := cc.decode(value, now.Unix())
+		require.NoError(t, err)
+		assert.Equal(t, id, got)
+	}
+}

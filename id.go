@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"time"
 )
 
 // idBytes is the entropy of a session ID: 256 bits.
@@ -39,17 +40,32 @@ type idBatch struct {
 // mintID returns a fresh session ID, from the manager's pool of random
 // batches: the same crypto/rand bytes as newID, read 16 IDs at a time.
 func (m *manager) mintID() string {
+	var raw [idBytes]byte
+	m.random(&raw)
+	return encodeID(raw[:])
+}
+
+// mintIDCookie returns a fresh session ID, as mintID does, together with
+// the Set-Cookie header value that carries it, issued at now.
+func (m *manager) mintIDCookie(now time.Time) (id, line string) {
+	var raw [idBytes]byte
+	m.random(&raw)
+	return m.cookie.mint(raw[:], now)
+}
+
+// random fills raw with the next unused bytes of the manager's pool of
+// random batches, wiping them from the batch.
+func (m *manager) random(raw *[idBytes]byte) {
 	batch := m.ids.Get().(*idBatch)
 	if batch.off == len(batch.b) {
 		_, _ = rand.Read(batch.b[:])
 		batch.off = 0
 	}
 	chunk := batch.b[batch.off : batch.off+idBytes]
-	id := encodeID(chunk)
+	copy(raw[:], chunk)
 	clear(chunk)
 	batch.off += idBytes
 	m.ids.Put(batch)
-	return id
 }
 
 // validID reports whether s has the exact shape of an ID made by newID, so

@@ -9,7 +9,7 @@ import (
 )
 
 // persist stores the session. A new session, or one under a new ID, is
-// written whole with Save. An existing session is saved through the store's
+// written whole with Save (built in place by the memory store's SaveAppend). An existing session is saved through the store's
 // DeltaSaver or Updater when it has one, so that only this request's changes
 // are applied to what is stored now and a concurrent request's changes to
 // other keys survive. found is false when the session vanished from the store
@@ -53,6 +53,21 @@ func (s *Session) persist(ctx context.Context, buf []byte, exp time.Time) (found
 			return false, s.applyErr
 		}
 		if found && err == nil {
+			s.raw = stored
+		}
+	case m.memstore != nil:
+		// Save, with the record built in the store's own memory.
+		var tooLarge error
+		var stored []byte
+		stored, err = m.memstore.SaveAppend(ctx, s.id, exp, func(dst []byte) ([]byte, error) {
+			b := s.encodeTo(dst)
+			tooLarge = s.checkSize(b)
+			return b, tooLarge
+		})
+		if tooLarge != nil {
+			return false, tooLarge
+		}
+		if err == nil {
 			s.raw = stored
 		}
 	default:
@@ -119,8 +134,8 @@ func (s *Session) apply(dst, cur []byte) ([]byte, error) {
 		user = s.user
 	}
 	buf := build(dst, rec.created, user, rec, s.unchanged, s.changes)
-	if len(buf) > s.m.cfg.maxSize {
-		return nil, fmt.Errorf("%w: %d bytes encoded, the limit is %d", ErrTooLarge, len(buf), s.m.cfg.maxSize)
+	if err := s.checkSize(buf); err != nil {
+		return nil, err
 	}
 	return buf, nil
 }

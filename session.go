@@ -603,8 +603,20 @@ func (s *Session) expiry(now time.Time) time.Time {
 }
 
 // encode builds the record of the session with its changes applied.
-func (s *Session) encode() []byte {
-	return build(nil, s.created.UnixNano(), s.user, s.rec, s.unchanged, s.changes)
+func (s *Session) encode() []byte { return s.encodeTo(nil) }
+
+// encodeTo is encode, appending the record to dst.
+func (s *Session) encodeTo(dst []byte) []byte {
+	return build(dst, s.created.UnixNano(), s.user, s.rec, s.unchanged, s.changes)
+}
+
+// checkSize returns an error wrapping ErrTooLarge if the record buf is
+// over the configured limit.
+func (s *Session) checkSize(buf []byte) error {
+	if len(buf) > s.m.cfg.maxSize {
+		return fmt.Errorf("%w: %d bytes encoded, the limit is %d", ErrTooLarge, len(buf), s.m.cfg.maxSize)
+	}
+	return nil
 }
 
 // unchanged reports whether a stored key survives this request's changes.
@@ -640,19 +652,22 @@ func (s *Session) commit(headersSent bool) error {
 		if s.created.IsZero() {
 			s.created = now
 		}
-		if s.id == "" {
-			s.id, s.needCookie = m.mintID(), true
-		}
-		if s.needCookie && headersSent {
+		if (s.id == "" || s.needCookie) && headersSent {
 			return fmt.Errorf("%w: the session's cookie cannot be sent, so its changes are not stored", ErrHeadersWritten)
 		}
+		var line string // the Set-Cookie value, if made with the ID
+		if s.id == "" {
+			s.id, line = m.mintIDCookie(now)
+			s.needCookie = true
+		}
 		var buf []byte
-		if !s.updates() {
+		if !s.updates() && m.memstore == nil {
 			// Save and SaveDelta: check the size on this request's view.
-			// (An Updater's fn checks it on what is stored now.)
+			// (An Updater's fn checks it on what is stored now, and the
+			// memory store's SaveAppend on what it builds.)
 			buf = s.encode()
-			if len(buf) > m.cfg.maxSize {
-				return fmt.Errorf("%w: %d bytes encoded, the limit is %d", ErrTooLarge, len(buf), m.cfg.maxSize)
+			if err := s.checkSize(buf); err != nil {
+				return err
 			}
 		}
 		exp := s.expiry(now)
@@ -691,7 +706,10 @@ func (s *Session) commit(headersSent bool) error {
 			return err
 		}
 		if !headersSent && (s.needCookie || s.reissue || m.cfg.maxAge > 0) {
-			s.setCookie(h, now)
+			if line == "" {
+				line = m.cookie.line(s.id, now)
+			}
+			s.setCookie(h, line)
 		}
 		s.expireCookie = false
 		return nil
@@ -709,11 +727,11 @@ func (s *Session) commit(headersSent bool) error {
 			return err
 		}
 		if m.cfg.maxAge > 0 && !headersSent {
-			s.setCookie(h, now)
+			s.setCookie(h, m.cookie.line(s.id, now))
 		}
 	}
 	if s.reissue && !headersSent {
-		s.setCookie(h, s.loadedAt)
+		s.setCookie(h, m.cookie.line(s.id, s.loadedAt))
 	}
 	return nil
 }
@@ -744,9 +762,9 @@ func (s *Session) touch(exp time.Time) error {
 	return nil
 }
 
-// setCookie adds the session's cookie, signed under the current key.
-func (s *Session) setCookie(h map[string][]string, now time.Time) {
-	line := s.m.cookie.line(s.id, now)
+// setCookie adds line, the session's Set-Cookie value from the cookie
+// codec, to the response headers h.
+func (s *Session) setCookie(h map[string][]string, line string) {
 	if len(h["Set-Cookie"]) == 0 {
 		// The usual case, one cookie: no slice to allocate.
 		s.cookieSlot[0] = line

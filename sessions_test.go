@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fastsession/sessions"
+	"github.com/fastsession/sessions/store/memstore"
 	"github.com/gin-gonic/gin"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -435,6 +436,39 @@ func TestTooLargeKeepsTheStoredSession(t *testing.T) {
 	assert.ErrorIs(t, saveErr, sessions.ErrTooLarge)
 	assert.Equal(t, http.StatusInternalServerError, res.code, "the automatic save reports it too")
 	assert.Equal(t, "small", do(t, r, "/get?k=k", ck).body)
+}
+
+// A new session over the size limit is not stored and gets no cookie, on
+// the memory store itself (which builds the record in place) and on any
+// other store.
+func TestTooLargeNewSessionIsNotStored(t *testing.T) {
+	direct := memstore.New()
+	t.Cleanup(func() { _ = direct.Close() })
+	for name, store := range map[string]sessions.Store{"memstore": direct, "wrapped": newCountingStore(t)} {
+		t.Run(name, func(t *testing.T) {
+			r := gin.New()
+			r.Use(sessions.New(testKey, sessions.WithStore(store), sessions.WithMaxSize(1000)))
+			addRoutes(r)
+			var saveErr error
+			var id string
+			r.GET("/big", func(c *gin.Context) {
+				s := sessions.Default(c)
+				s.Set("k", strings.Repeat("x", 2000))
+				saveErr = s.Save()
+				id = s.ID()
+				c.String(http.StatusOK, "done")
+			})
+			res := do(t, r, "/big")
+			assert.ErrorIs(t, saveErr, sessions.ErrTooLarge)
+			assert.NotErrorIs(t, saveErr, sessions.ErrStore, "the store did not fail")
+			assert.Equal(t, http.StatusInternalServerError, res.code)
+			assert.Nil(t, res.cookie("sid"), "no cookie for a session that was not stored")
+			require.NotEmpty(t, id)
+			_, _, found, err := store.Load(t.Context(), id)
+			require.NoError(t, err)
+			assert.False(t, found)
+		})
+	}
 }
 
 func TestUnencodableValueSavesNothing(t *testing.T) {

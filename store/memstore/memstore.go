@@ -151,12 +151,50 @@ func (s *Store) Save(ctx context.Context, id string, data []byte, expiresAt time
 	}
 	r, sh := s.s.ref(id)
 	sh.mu.Lock()
-	if s.s.perShard > 0 && sh.t.n >= s.s.perShard && !sh.has(&r) {
-		sh.makeRoom(time.Now().UnixNano())
-	}
+	s.s.capFor(sh, &r)
 	sh.put(&r, data, expiresAt.UnixNano())
 	sh.mu.Unlock()
 	return nil
+}
+
+// SaveAppend is Save, except that fn appends the data to store to dst,
+// which is empty and may be nil or too small (fn's appends then allocate as
+// usual), and that it returns the data as stored, which the caller may keep
+// and the store never modifies. dst is the shard's free space, so data that
+// fits there is written once and never copied. If fn fails, nothing is
+// stored and its error is returned as it is. fn runs under the shard's
+// lock: it must not call the store. The sessions middleware creates
+// sessions through it when the store it is given is a *Store itself.
+func (s *Store) SaveAppend(ctx context.Context, id string, expiresAt time.Time, fn func(dst []byte) ([]byte, error)) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("memstore: save: %w", err)
+	}
+	r, sh := s.s.ref(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	// Before dst is handed out: making room may compact the chunks.
+	s.s.capFor(sh, &r)
+	dst := sh.free(&r, newRoom)
+	data, err := fn(dst)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSize(id, data); err != nil {
+		return nil, fmt.Errorf("memstore: save: %w", err)
+	}
+	return sh.data(sh.putWritten(&r, dst, data, expiresAt.UnixNano())), nil
+}
+
+// newRoom is the free space SaveAppend asks for: enough for a new session's
+// first few keys.
+const newRoom = 512
+
+// capFor makes room for r's session in sh if the store has a cap, sh is at
+// it and r is not stored yet. The caller holds sh's lock.
+func (st *state) capFor(sh *shard, r *ref) {
+	if st.perShard > 0 && sh.t.n >= st.perShard && !sh.has(r) {
+		sh.makeRoom(time.Now().UnixNano())
+	}
 }
 
 // makeRoom frees at least one slot in a full shard. The caller holds the lock.
