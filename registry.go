@@ -1,6 +1,7 @@
 package sessions
 
 import (
+	"math/bits"
 	"net/http"
 	"sync"
 	"unsafe"
@@ -32,17 +33,19 @@ const (
 )
 
 // registry is a sharded table of the requests being served. Each shard
-// keeps a few bindings in a small array, searched in full (a few cache
-// lines, no hashing beyond the choice of shard), and the rest in a map.
+// keeps a few bindings in a small array, of which only the entries in use
+// are compared (no hashing beyond the choice of shard), and the rest in a
+// map.
 type registry struct {
 	shards [bindingShards]registryShard
 }
 
 type registryShard struct {
 	mu   sync.Mutex
+	used uint8 // bit i set: e[i] holds a binding
 	e    [shardSlots]registryEntry
 	more map[binding]any // the bindings that found e full; nil until needed
-	_    [24]byte        // keep neighbouring shards' locks off one cache line
+	_    [16]byte        // keep neighbouring shards' locks off one cache line
 }
 
 type registryEntry struct {
@@ -62,38 +65,56 @@ func (r *registry) shard(b binding) *registryShard {
 	return &r.shards[(uint64(p)*0x9e3779b97f4a7c15)>>(64-bindingShardBits)]
 }
 
+// find returns the index of b's inline entry, or -1. Only the entries in
+// use are compared: usually one or two. The caller holds the lock.
+func (sh *registryShard) find(b binding) int {
+	for u := sh.used; u != 0; u &= u - 1 {
+		if i := bits.TrailingZeros8(u); sh.e[i].b == b {
+			return i
+		}
+	}
+	return -1
+}
+
 // load returns what b is bound to, or nil. The caller holds the lock.
 func (sh *registryShard) load(b binding) any {
-	for i := range sh.e {
-		if sh.e[i].b == b {
-			return sh.e[i].v
-		}
+	if i := sh.find(b); i >= 0 {
+		return sh.e[i].v
+	}
+	if sh.more == nil {
+		return nil
 	}
 	return sh.more[b]
 }
 
 // store binds b to v, or removes b if v is nil. The caller holds the lock.
 func (sh *registryShard) store(b binding, v any) {
-	free := -1
-	for i := range sh.e {
-		switch sh.e[i].b {
-		case b:
+	if i := sh.find(b); i >= 0 {
+		if v == nil {
+			sh.e[i].set(binding{}, nil)
+			sh.used &^= 1 << i
+		} else {
+			sh.e[i].v = v
+		}
+		return
+	}
+	if sh.more != nil {
+		if _, ok := sh.more[b]; ok {
 			if v == nil {
-				sh.e[i] = registryEntry{}
+				delete(sh.more, b)
 			} else {
-				sh.e[i].v = v
+				sh.more[b] = v
 			}
 			return
-		case binding{}:
-			if free < 0 {
-				free = i
-			}
 		}
 	}
-	switch _, ok := sh.more[b]; {
-	case ok && v == nil:
-		delete(sh.more, b)
-	case ok || (v != nil && free < 0):
+	switch {
+	case v == nil:
+	case sh.used != 1<<shardSlots-1:
+		i := bits.TrailingZeros8(^sh.used)
+		sh.e[i].set(b, v)
+		sh.used |= 1 << i
+	default:
 		if sh.more == nil {
 			// The zero binding stays in the map, so it never becomes
 			// empty: the runtime draws a new hash seed each time a map's
@@ -101,9 +122,18 @@ func (sh *registryShard) store(b binding, v any) {
 			sh.more = map[binding]any{{}: nil}
 		}
 		sh.more[b] = v
-	case v != nil:
-		sh.e[free] = registryEntry{b: b, v: v}
 	}
+}
+
+// set makes e bind b to v. It writes the fields one by one: while the
+// garbage collector marks, an entry written whole goes through the
+// runtime's bulk write barrier, several times the cost of the inline
+// barriers of single pointer writes.
+func (e *registryEntry) set(b binding, v any) {
+	e.b.c = b.c
+	e.b.r = b.r
+	e.b.key = b.key
+	e.v = v
 }
 
 func (r *registry) get(b binding) any {

@@ -49,9 +49,12 @@ func TestRegistryMatchesAMap(t *testing.T) {
 			model[b] = v
 		}
 		held := map[binding]int{}
-		for _, e := range sh.e {
+		for i, e := range sh.e {
 			if e.b != (binding{}) {
 				held[e.b]++
+			}
+			if inUse := sh.used>>i&1 == 1; inUse != (e.b != binding{}) {
+				t.Fatalf("step %d: entry %d holds %v, but its bit in used is %v", step, i, e.b, inUse)
 			}
 		}
 		for k := range sh.more {
