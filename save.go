@@ -14,8 +14,9 @@ import (
 // are applied to what is stored now and a concurrent request's changes to
 // other keys survive. found is false when the session vanished from the store
 // during the request (it was destroyed or expired meanwhile); nothing is then
-// written. On success s.raw holds the session as this request last saw it.
-func (s *Session) persist(ctx context.Context, buf []byte, exp time.Time) (found bool, err error) {
+// written. now is the time the save started. On success s.raw holds the
+// session as this request last saw it.
+func (s *Session) persist(ctx context.Context, buf []byte, now, exp time.Time) (found bool, err error) {
 	m := s.m
 	found = true
 	op := "save"
@@ -37,7 +38,7 @@ func (s *Session) persist(ctx context.Context, buf []byte, exp time.Time) (found
 		var stored []byte
 		if m.memstore != nil {
 			// Update, with the new data built in the store's own memory.
-			stored, found, err = m.memstore.UpdateAppend(ctx, s.id, exp, fn)
+			stored, found, err = m.memstore.UpdateAppend(ctx, s.id, now, exp, fn)
 		} else {
 			var last []byte // the last call's result is what the store keeps
 			found, err = m.updater.Update(ctx, s.id, exp, func(cur []byte) ([]byte, error) {

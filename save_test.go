@@ -82,3 +82,42 @@ func TestSavesBuildInTheMemoryStore(t *testing.T) {
 		})
 	}
 }
+
+// The middleware reaches a *memstore.Store through its own methods
+// (LoadAt, UpdateAppend, SaveAppend) rather than the Store interface: the
+// same visits give the same answers as through a wrapper, which gets the
+// interface, and the sessions of two visitors stay apart.
+func TestMemoryStorePathsAnswerAsTheGeneralOnes(t *testing.T) {
+	direct := memstore.New()
+	t.Cleanup(func() { _ = direct.Close() })
+	visit := func(store sessions.Store) []string {
+		r := gin.New()
+		r.Use(sessions.New(testKey, sessions.WithStore(store)))
+		addRoutes(r)
+		var got []string
+		alice := login(t, r, "name", "alice")
+		bob := login(t, r, "name", "bob")
+		for i := range 3 {
+			got = append(got, do(t, r, "/count", alice).body)
+			if i == 1 {
+				got = append(got, do(t, r, "/count", bob).body)
+			}
+		}
+		got = append(got,
+			do(t, r, "/set?k=topic&v=tides", alice).body,
+			do(t, r, "/get?k=name", alice).body,
+			do(t, r, "/get?k=topic", alice).body,
+			do(t, r, "/get?k=name", bob).body,
+			do(t, r, "/get?k=topic", bob).body,
+			do(t, r, "/count", bob).body,
+		)
+		return got
+	}
+	want := []string{"1", "2", "1", "3", "ok", "alice", "tides", "bob", "", "2"}
+	if got := visit(direct); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("on the memory store itself: %q, want %q", got, want)
+	}
+	if got := visit(newCountingStore(t)); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("through a wrapper: %q, want %q", got, want)
+	}
+}

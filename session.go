@@ -159,7 +159,15 @@ func (s *Session) load() {
 	}
 	ctx, cancel := m.storeContext(s.c, false)
 	done := m.track(ctx, "load")
-	data, exp, found, err := m.store.Load(ctx, id)
+	var data []byte
+	var exp time.Time
+	var found bool
+	var err error
+	if m.memstore != nil {
+		data, exp, found, err = m.memstore.LoadAt(ctx, id, now)
+	} else {
+		data, exp, found, err = m.store.Load(ctx, id)
+	}
 	done(err)
 	cancel()
 	switch {
@@ -673,7 +681,7 @@ func (s *Session) commit(headersSent bool) error {
 		exp := s.expiry(now)
 		ctx, cancel := m.storeContext(s.c, true)
 		defer cancel()
-		found, err := s.persist(ctx, buf, exp)
+		found, err := s.persist(ctx, buf, now, exp)
 		if err != nil {
 			return err
 		}

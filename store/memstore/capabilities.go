@@ -11,18 +11,20 @@ import (
 // write lock, so no other Save, Update or Delete of id can interleave. It
 // implements sessions.Updater.
 func (s *Store) Update(ctx context.Context, id string, expiresAt time.Time, fn func(current []byte) ([]byte, error)) (bool, error) {
-	_, found, err := s.UpdateAppend(ctx, id, expiresAt, func(_, current []byte) ([]byte, error) { return fn(current) })
+	_, found, err := s.UpdateAppend(ctx, id, time.Now(), expiresAt, func(_, current []byte) ([]byte, error) { return fn(current) })
 	return found, err
 }
 
 // UpdateAppend is Update, except that fn appends the data to store to dst,
 // which is empty and may be nil or too small (fn's appends then allocate as
-// usual), and that it returns the data as stored, which the caller may keep
-// and the store never modifies (stored is nil unless found is true and err
-// nil). dst is the shard's free space, so data that fits there is written
-// once and never copied. The sessions middleware saves through it when the
-// store it is given is a *Store itself.
-func (s *Store) UpdateAppend(ctx context.Context, id string, expiresAt time.Time, fn func(dst, current []byte) ([]byte, error)) ([]byte, bool, error) {
+// usual), that it returns the data as stored, which the caller may keep and
+// the store never modifies (stored is nil unless found is true and err
+// nil), and that the caller gives the current time: a session whose expiry
+// is not after now is not found. dst is the shard's free space, so data
+// that fits there is written once and never copied. The sessions
+// middleware saves through it when the store it is given is a *Store
+// itself.
+func (s *Store) UpdateAppend(ctx context.Context, id string, now, expiresAt time.Time, fn func(dst, current []byte) ([]byte, error)) ([]byte, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, false, fmt.Errorf("memstore: update: %w", err)
 	}
@@ -30,7 +32,7 @@ func (s *Store) UpdateAppend(ctx context.Context, id string, expiresAt time.Time
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sl, _, ok := sh.get(&r)
-	if !ok || sl.exp <= time.Now().UnixNano() {
+	if !ok || sl.exp <= now.UnixNano() {
 		return nil, false, nil
 	}
 	// Room for the data as it is now, and some growth: a write usually

@@ -141,3 +141,34 @@ func TestSaveAppendKeepsTheCap(t *testing.T) {
 		t.Fatalf("the last session reads %q, found=%v", got, found)
 	}
 }
+
+// LoadAt and UpdateAppend judge expiry by the time they are given, not by
+// the clock: a session is live until the instant before its expiry.
+func TestTheGivenTimeDecidesExpiry(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	exp := time.Now().Add(time.Hour)
+	s, id := storeHolding(t, []byte("v"), exp)
+	for _, tc := range []struct {
+		now  time.Time
+		live bool
+	}{
+		{exp.Add(-time.Nanosecond), true},
+		{exp, false},
+		{exp.Add(time.Minute), false},
+		{time.Now(), true},
+	} {
+		data, gotExp, found, err := s.LoadAt(ctx, id, tc.now)
+		if err != nil || found != tc.live || (found && (string(data) != "v" || !gotExp.Equal(exp))) {
+			t.Fatalf("LoadAt(%v before expiry) = %q, %v, %v, %v; want found=%v", exp.Sub(tc.now), data, gotExp, found, err, tc.live)
+		}
+		called := false
+		_, found, err = s.UpdateAppend(ctx, id, tc.now, exp, func(dst, cur []byte) ([]byte, error) {
+			called = true
+			return append(dst, cur...), nil
+		})
+		if err != nil || found != tc.live || called != tc.live {
+			t.Fatalf("UpdateAppend(%v before expiry): found=%v, fn called=%v, err %v; want %v", exp.Sub(tc.now), found, called, err, tc.live)
+		}
+	}
+}

@@ -25,7 +25,7 @@ func TestUpdateAppend(t *testing.T) {
 		t.Cleanup(func() { _ = s.Close() })
 
 		called := false
-		stored, found, err := s.UpdateAppend(ctx, id, later, func(dst, cur []byte) ([]byte, error) { called = true; return dst, nil })
+		stored, found, err := s.UpdateAppend(ctx, id, time.Now(), later, func(dst, cur []byte) ([]byte, error) { called = true; return dst, nil })
 		if stored != nil || found || err != nil || called {
 			t.Fatalf("%q missing: stored=%q found=%v err=%v fn called=%v", id, stored, found, err, called)
 		}
@@ -45,7 +45,7 @@ func TestUpdateAppend(t *testing.T) {
 				next = strings.Repeat("y", 100_000)
 			}
 			prev := want
-			stored, found, err := s.UpdateAppend(ctx, id, later, func(dst, cur []byte) ([]byte, error) {
+			stored, found, err := s.UpdateAppend(ctx, id, time.Now(), later, func(dst, cur []byte) ([]byte, error) {
 				if len(dst) != 0 {
 					t.Fatalf("dst has length %d, want 0", len(dst))
 				}
@@ -70,7 +70,7 @@ func TestUpdateAppend(t *testing.T) {
 		}
 
 		boom := errors.New("boom")
-		if _, _, err := s.UpdateAppend(ctx, id, later, func(dst, _ []byte) ([]byte, error) {
+		if _, _, err := s.UpdateAppend(ctx, id, time.Now(), later, func(dst, _ []byte) ([]byte, error) {
 			return append(dst, "half-written"...), boom
 		}); !errors.Is(err, boom) {
 			t.Fatalf("a failing fn: err = %v, want boom", err)
@@ -82,7 +82,7 @@ func TestUpdateAppend(t *testing.T) {
 		if err := s.Save(ctx, id, []byte("short"), time.Now().Add(-time.Second)); err != nil {
 			t.Fatal(err)
 		}
-		if _, found, _ := s.UpdateAppend(ctx, id, later, func(dst, _ []byte) ([]byte, error) { return append(dst, "revived"...), nil }); found {
+		if _, found, _ := s.UpdateAppend(ctx, id, time.Now(), later, func(dst, _ []byte) ([]byte, error) { return append(dst, "revived"...), nil }); found {
 			t.Fatalf("%q: UpdateAppend found an expired session", id)
 		}
 	}
@@ -108,7 +108,7 @@ func TestUpdateAppendStoresWhateverFnReturns(t *testing.T) {
 		case "nothing":
 			wantData = nil
 		}
-		stored, found, err := s.UpdateAppend(ctx, id, later, fn)
+		stored, found, err := s.UpdateAppend(ctx, id, time.Now(), later, fn)
 		got, _, _, _ := s.Load(ctx, id)
 		if err != nil || !found || !bytes.Equal(stored, wantData) || !bytes.Equal(got, wantData) {
 			t.Fatalf("%s: stored %.20q, Load %.20q, found=%v err=%v; want %.20q", name, stored, got, found, err, wantData)
@@ -127,7 +127,7 @@ func TestUpdateAppendWritesInPlace(t *testing.T) {
 	// which would move the data.
 	for i := range 40 {
 		var at *byte
-		stored, _, err := s.UpdateAppend(ctx, id, later, func(dst, cur []byte) ([]byte, error) {
+		stored, _, err := s.UpdateAppend(ctx, id, time.Now(), later, func(dst, cur []byte) ([]byte, error) {
 			if cap(dst) < len(cur)+100 {
 				t.Fatalf("update %d: dst has room for %d bytes, the data is %d", i, cap(dst), len(cur))
 			}
