@@ -42,17 +42,35 @@ func parseRecord(raw []byte) (record, error) {
 	if r.err != nil {
 		return record{}, fmt.Errorf("session record: %w", r.err)
 	}
-	b, ok := r.b, true
-	for i := 0; i < 2*n && ok; i++ { // a key, then its value
-		_, b, ok = field(b)
-	}
-	switch {
+	switch end, ok := skipFields(r.b, 2*n); { // a key, then its value
 	case !ok:
 		return record{}, fmt.Errorf("session record: %w: bad entry length", ErrDecode)
-	case len(b) != 0:
+	case end != len(r.b):
 		return record{}, fmt.Errorf("session record: %w: trailing bytes after the entries", ErrDecode)
 	}
 	return rec, nil
+}
+
+// skipFields walks n length-prefixed fields from the start of b and returns
+// the offset after them, or ok false if b does not hold them whole. It is
+// field without the slices, for checking a record on every load.
+func skipFields(b []byte, n int) (end int, ok bool) {
+	off := 0
+	for ; n > 0; n-- {
+		if off < len(b) && b[off] < 0x80 {
+			off += 1 + int(b[off])
+			continue
+		}
+		if off >= len(b) {
+			return 0, false
+		}
+		_, rest, ok := field(b[off:])
+		if !ok {
+			return 0, false
+		}
+		off = len(b) - len(rest)
+	}
+	return off, off <= len(b)
 }
 
 // field splits a length-prefixed field (uvarint length, then the bytes) off
@@ -105,13 +123,24 @@ func (it *entryIter) next() (key, val []byte, ok bool) {
 	return key, val, true
 }
 
-// lookup returns the encoded value stored under key.
+// lookup returns the encoded value stored under key. Only the value found
+// is sliced; the others are skipped.
 func (rec record) lookup(key string) ([]byte, bool) {
 	it := rec.iter()
-	for k, v, ok := it.next(); ok; k, v, ok = it.next() {
-		if string(k) == key {
-			return v, true
+	for b := it.r.b; it.n > 0; it.n-- {
+		k, rest, ok := field(b)
+		if !ok {
+			return nil, false
 		}
+		if string(k) == key {
+			v, _, ok := field(rest)
+			return v, ok
+		}
+		end, ok := skipFields(rest, 1)
+		if !ok {
+			return nil, false
+		}
+		b = rest[end:]
 	}
 	return nil, false
 }
