@@ -124,25 +124,56 @@ func (it *entryIter) next() (key, val []byte, ok bool) {
 }
 
 // lookup returns the encoded value stored under key. Only the value found
-// is sliced; the others are skipped.
+// is sliced; the other entries are skipped.
 func (rec record) lookup(key string) ([]byte, bool) {
-	it := rec.iter()
-	for b := it.r.b; it.n > 0; it.n-- {
-		k, rest, ok := field(b)
+	b, n := rec.body()
+	for off := 0; n > 0; n-- {
+		k, val, end, ok := nextEntry(b, off)
 		if !ok {
 			return nil, false
 		}
 		if string(k) == key {
-			v, _, ok := field(rest)
+			v, _, ok := field(b[val:end])
 			return v, ok
 		}
-		end, ok := skipFields(rest, 1)
-		if !ok {
-			return nil, false
-		}
-		b = rest[end:]
+		off = end
 	}
 	return nil, false
+}
+
+// body returns the entries of a parsed record, after their count, and the
+// count.
+func (rec record) body() (b []byte, n int) {
+	it := rec.iter()
+	return it.r.b, it.n
+}
+
+// nextEntry reads the entry at b[off:]: its key, where its value field
+// starts and where the entry ends. ok is false if b does not hold a whole
+// entry there. Short keys and values, one-byte lengths, take a path that
+// slices nothing but the key.
+func nextEntry(b []byte, off int) (key []byte, val, end int, ok bool) {
+	if off < len(b) && b[off] < 0x80 {
+		val = off + 1 + int(b[off])
+		if val < len(b) && b[val] < 0x80 {
+			if end = val + 1 + int(b[val]); end <= len(b) {
+				return b[off+1 : val], val, end, true
+			}
+			return nil, 0, 0, false
+		}
+	}
+	if off > len(b) {
+		return nil, 0, 0, false
+	}
+	key, rest, ok := field(b[off:])
+	if !ok {
+		return nil, 0, 0, false
+	}
+	val = len(b) - len(rest)
+	if _, rest, ok = field(rest); !ok {
+		return nil, 0, 0, false
+	}
+	return key, val, len(b) - len(rest), true
 }
 
 // appendRecordHeader starts a record.
@@ -203,23 +234,36 @@ func RecordHeader(created time.Time, user string) []byte {
 
 // build appends to dst a record with the given header fields whose
 // entries are those of base that keep accepts, followed by the changes that
-// are not deletions. It walks base twice: first to count the entries kept
-// and their bytes, so that dst grows at most once and the header, which
-// starts with the count, goes first; then to copy the kept entries, as
-// whole byte runs. The memory store hands its own free space as dst.
+// are not deletions. It walks base once, to count the entries kept and
+// their bytes and to note them as runs of adjacent entries, so that dst
+// grows at most once and the header, which starts with the count, goes
+// first; the runs are then copied whole (with more runs than it notes, it
+// walks base again). The memory store hands its own free space as dst.
 func build(dst []byte, created int64, user string, base record, keep func(key []byte) bool, changes []change) []byte {
+	type run struct{ start, end int }
+	var runs [8]run
+	nruns, more := 0, false
 	count, size := 0, 0
-	it := base.iter()
-	for {
-		before := len(it.r.b)
-		k, _, ok := it.next()
+	b, n := base.body()
+	for off := 0; n > 0; n-- {
+		k, _, end, ok := nextEntry(b, off)
 		if !ok {
 			break
 		}
 		if keep(k) {
 			count++
-			size += before - len(it.r.b)
+			size += end - off
+			switch {
+			case nruns > 0 && runs[nruns-1].end == off:
+				runs[nruns-1].end = end
+			case nruns < len(runs):
+				runs[nruns] = run{off, end}
+				nruns++
+			default:
+				more = true
+			}
 		}
+		off = end
 	}
 	for _, ch := range changes {
 		if !ch.del {
@@ -233,32 +277,44 @@ func build(dst []byte, created int64, user string, base record, keep func(key []
 	dst = binary.BigEndian.AppendUint64(dst, uint64(created))
 	dst = appendString(dst, user)
 	dst = binary.AppendUvarint(dst, uint64(count))
-	it = base.iter()
-	runStart, runEnd := -1, -1 // the pending run of kept entries, as offsets in base.entries
-	for {
-		start := len(base.entries) - len(it.r.b)
-		k, _, ok := it.next()
-		if !ok {
-			break
+	if !more {
+		for _, r := range runs[:nruns] {
+			dst = append(dst, b[r.start:r.end]...)
 		}
-		end := len(base.entries) - len(it.r.b)
-		if keep(k) {
-			if runEnd != start {
-				if runStart >= 0 {
-					dst = append(dst, base.entries[runStart:runEnd]...)
-				}
-				runStart = start
-			}
-			runEnd = end
-		}
-	}
-	if runStart >= 0 {
-		dst = append(dst, base.entries[runStart:runEnd]...)
+	} else {
+		dst = appendKept(dst, base, keep)
 	}
 	for _, ch := range changes {
 		if !ch.del {
 			dst = appendEntry(dst, ch.key, ch.val)
 		}
+	}
+	return dst
+}
+
+// appendKept appends the entries of base that keep accepts, as whole byte
+// runs of adjacent entries.
+func appendKept(dst []byte, base record, keep func(key []byte) bool) []byte {
+	b, n := base.body()
+	start, last := -1, -1 // the pending run of kept entries
+	for off := 0; n > 0; n-- {
+		k, _, end, ok := nextEntry(b, off)
+		if !ok {
+			break
+		}
+		if keep(k) {
+			if last != off {
+				if start >= 0 {
+					dst = append(dst, b[start:last]...)
+				}
+				start = off
+			}
+			last = end
+		}
+		off = end
+	}
+	if start >= 0 {
+		dst = append(dst, b[start:last]...)
 	}
 	return dst
 }
