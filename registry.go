@@ -40,6 +40,9 @@ type registry struct {
 	shards [bindingShards]registryShard
 }
 
+// used has a bit per inline entry: this fails to compile if they outgrow it.
+const _ = uint8(1<<shardSlots - 1)
+
 type registryShard struct {
 	mu   sync.Mutex
 	used uint8 // bit i set: e[i] holds a binding

@@ -9,9 +9,10 @@ import (
 )
 
 // persist stores the session. A new session, or one under a new ID, is
-// written whole with Save (built in place by the memory store's SaveAppend). An existing session is saved through the store's
-// DeltaSaver or Updater when it has one, so that only this request's changes
-// are applied to what is stored now and a concurrent request's changes to
+// written whole with Save (built in place by the memory store's
+// SaveAppend). An existing session is saved through the store's DeltaSaver
+// or Updater when it has one, so that only this request's changes are
+// applied to what is stored now and a concurrent request's changes to
 // other keys survive. found is false when the session vanished from the store
 // during the request (it was destroyed or expired meanwhile); nothing is then
 // written. now is the time the save started. On success s.raw holds the
