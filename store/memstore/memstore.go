@@ -170,8 +170,9 @@ func (s *Store) Save(ctx context.Context, id string, data []byte, expiresAt time
 // usual), and that it returns the data as stored, which the caller may keep
 // and the store never modifies. dst is the shard's free space, so data that
 // fits there is written once and never copied. If fn fails, nothing is
-// stored and its error is returned as it is. fn runs under the shard's
-// lock: it must not call the store. The sessions middleware creates
+// stored and its error is returned as it is (a shard at the WithMaxEntries
+// cap has made room first, as Save does). fn runs under the shard's lock:
+// it must not call the store. The sessions middleware creates
 // sessions through it when the store it is given is a *Store itself.
 func (s *Store) SaveAppend(ctx context.Context, id string, expiresAt time.Time, fn func(dst []byte) ([]byte, error)) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
