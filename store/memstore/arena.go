@@ -146,7 +146,7 @@ func (a *arena) get(r *ref) (slot, int, bool) {
 	if i < 0 {
 		return slot{}, -1, false
 	}
-	return a.t.e[i].sl, i, true
+	return a.t.at(i).sl, i, true
 }
 
 // data returns the session data of sl, capped so that appending to it
@@ -274,15 +274,15 @@ func (a *arena) room(n int) int {
 // for what that does to the other indices). The caller compacts when it is
 // done removing.
 func (a *arena) removeAt(i int) {
-	a.release(a.t.e[i].sl)
+	a.release(a.t.at(i).sl)
 	a.t.removeAt(i)
 }
 
 // removeExpired drops every entry that expired at or before now, and
 // shrinks the table if that left it mostly empty.
 func (a *arena) removeExpired(now int64) {
-	for i := 0; i < len(a.t.e); {
-		if e := &a.t.e[i]; e.used() && e.sl.exp <= now {
+	for i := 0; i < a.t.n; {
+		if a.t.at(i).sl.exp <= now {
 			a.removeAt(i) // another entry may have moved to i: look again
 			continue
 		}
@@ -316,12 +316,8 @@ func (a *arena) compact() {
 	var cur []byte
 	left := a.live
 	a.dead = 0
-	for i := range a.t.e {
-		e := &a.t.e[i]
-		sl := &e.sl
-		if !e.used() {
-			continue
-		}
+	for i := range a.t.n {
+		sl := &a.t.at(i).sl
 		n := sl.len()
 		if cap(cur)-len(cur) < n {
 			if cur != nil {

@@ -204,8 +204,8 @@ func (s *Store) Range(ctx context.Context, fn func(id string, data []byte, expir
 		now := time.Now().UnixNano()
 		batch = batch[:0]
 		sh.mu.RLock()
-		for i := range sh.t.e {
-			if e := &sh.t.e[i]; e.used() && e.sl.exp > now {
+		for i := range sh.t.n {
+			if e := sh.t.at(i); e.sl.exp > now {
 				batch = append(batch, item{sh.id(e.sl), sh.data(e.sl), e.sl.exp})
 			}
 		}

@@ -216,13 +216,11 @@ func (sh *shard) makeRoom(now int64) {
 	// sample of entries, starting at a random place in the table.
 	const sample = 8
 	victim, n := -1, 0
-	for i, size := rand.IntN(len(sh.t.e)), len(sh.t.e); n < sample && n < sh.t.n; i = (i + 1) % size {
-		if e := &sh.t.e[i]; e.used() {
-			if victim < 0 || e.sl.exp < sh.t.e[victim].sl.exp {
-				victim = i
-			}
-			n++
+	for i, size := rand.IntN(sh.t.n), sh.t.n; n < sample && n < size; i = (i + 1) % size {
+		if victim < 0 || sh.t.at(i).sl.exp < sh.t.at(victim).sl.exp {
+			victim = i
 		}
+		n++
 	}
 	sh.removeAt(victim)
 }
@@ -252,7 +250,7 @@ func (s *Store) Touch(ctx context.Context, id string, expiresAt time.Time) error
 	now := time.Now().UnixNano()
 	sh.mu.Lock()
 	if sl, i, ok := sh.get(&r); ok && sl.exp > now {
-		sh.t.e[i].sl.exp = expiresAt.UnixNano()
+		sh.t.at(i).sl.exp = expiresAt.UnixNano()
 	}
 	sh.mu.Unlock()
 	return nil

@@ -33,8 +33,17 @@ func checkTable(t *testing.T, tb *table, model map[key]slot, kn keyNames, hashOf
 	if tb.n != len(model) {
 		t.Fatalf("table counts %d entries, model has %d", tb.n, len(model))
 	}
-	if len(tb.e) != tb.n {
-		t.Fatalf("%d entries, n = %d", len(tb.e), tb.n)
+	inPages, spares := 0, false
+	for i, pg := range tb.pages {
+		if len(pg) == 0 {
+			spares = true
+		} else if spares || (i < len(tb.pages)-1 && len(tb.pages[i+1]) > 0 && len(pg) != pageSize) {
+			t.Fatalf("page %d holds %d entries: every page before the last in use must be full, and none after it may hold any", i, len(pg))
+		}
+		inPages += len(pg)
+	}
+	if inPages != tb.n {
+		t.Fatalf("%d entries in the pages, n = %d", inPages, tb.n)
 	}
 	cells := 0
 	for _, c := range tb.idx {
@@ -42,8 +51,8 @@ func checkTable(t *testing.T, tb *table, model map[key]slot, kn keyNames, hashOf
 			continue
 		}
 		cells++
-		if p := cellPos(c); p >= tb.n || tb.e[p].h>>32 != c>>32 {
-			t.Fatalf("index cell %x names position %d, which holds hash %x", c, p, tb.e[min(p, tb.n-1)].h)
+		if p := cellPos(c); p >= tb.n || tb.at(p).h>>32 != c>>32 {
+			t.Fatalf("index cell %x names position %d, which holds hash %x", c, p, tb.at(min(p, tb.n-1)).h)
 		}
 	}
 	if cells != tb.n {
@@ -54,8 +63,8 @@ func checkTable(t *testing.T, tb *table, model map[key]slot, kn keyNames, hashOf
 		if i < 0 {
 			t.Fatalf("key %x not found", k[:4])
 		}
-		if tb.e[i].sl != sl {
-			t.Fatalf("key %x: slot %+v, want %+v", k[:4], tb.e[i].sl, sl)
+		if tb.at(i).sl != sl {
+			t.Fatalf("key %x: slot %+v, want %+v", k[:4], tb.at(i).sl, sl)
 		}
 	}
 }
@@ -148,8 +157,46 @@ func TestRemoveExpiredSeesEveryEntryAndShrinks(t *testing.T) {
 		if len(model) > 0 && len(model)*8 < size && len(a.t.idx) >= size {
 			t.Fatalf("%d of %d entries left and the index kept its %d cells", len(model), n, size)
 		}
-		if len(model)*4 < n && cap(a.t.e) >= n {
-			t.Fatalf("%d of %d entries left and the entries kept room for %d", len(model), n, cap(a.t.e))
+		if room := a.t.room(); len(model)*4 < n && room >= n {
+			t.Fatalf("%d of %d entries left and the entries kept room for %d", len(model), n, room)
 		}
+	}
+}
+
+// A growing table never moves its entries: a store that grows to millions
+// of sessions writes each entry once, instead of copying all of them into
+// fresh memory every time a single slice outgrew its capacity. Entries move
+// only when a removal fills a gap with the last one.
+func TestGrowingTableKeepsEntriesInPlace(t *testing.T) {
+	var tb table
+	kn := keyNames{}
+	hashOf := func(k key) uint32 { return uint32(k[0]) | uint32(k[1])<<8 | uint32(k[2])<<16 | uint32(k[3])<<24 }
+	add := func(i int) {
+		var k key
+		k[0], k[1], k[2], k[3] = byte(i), byte(i>>8), byte(i>>16), byte(i>>24)
+		kn[k] = uint32(i + 1)
+		tb.put(hash64(k, hashOf), slot{chunk: kn[k], exp: int64(i)}, kn.same(k))
+	}
+	const first = 3*pageSize + 7
+	for i := range first {
+		add(i)
+	}
+	addrs := make([]*entry, first)
+	for p := range first {
+		addrs[p] = tb.at(p)
+	}
+	for i := first; i < 50*pageSize; i++ {
+		add(i)
+	}
+	for p, e := range addrs {
+		if tb.at(p) != e {
+			t.Fatalf("the entry at position %d moved when the table grew", p)
+		}
+		if e.sl.exp != int64(p) {
+			t.Fatalf("the entry at position %d holds expiry %d, want %d", p, e.sl.exp, p)
+		}
+	}
+	if room := tb.room(); room != 50*pageSize {
+		t.Fatalf("the pages hold room for %d entries, want exactly the %d in use", room, 50*pageSize)
 	}
 }
