@@ -275,14 +275,26 @@ func decode(m map[string]string, now time.Time) (data []byte, expiresAt time.Tim
 		if _, _, err := sessions.SplitRecord(sessions.JoinRecord(header, nil)); err != nil {
 			return nil, time.Time{}, false
 		}
-		fields := make([]sessions.Field, 0, len(m))
+		// The fields, sorted by key so that one stored session always loads
+		// as the same bytes. The values are copied once, into one buffer,
+		// rather than into a slice each.
+		type pair struct{ k, v string }
+		var few [16]pair
+		pairs, size := few[:0], 0
 		for f, v := range m {
 			if k, ok := strings.CutPrefix(f, fieldKey); ok {
-				fields = append(fields, sessions.Field{Key: k, Value: []byte(v)})
+				pairs = append(pairs, pair{k, v})
+				size += len(v)
 			}
 		}
-		// Sorted, so that one stored session always loads as the same bytes.
-		slices.SortFunc(fields, func(a, b sessions.Field) int { return strings.Compare(a.Key, b.Key) })
+		slices.SortFunc(pairs, func(a, b pair) int { return strings.Compare(a.k, b.k) })
+		values := make([]byte, 0, size)
+		fields := make([]sessions.Field, len(pairs))
+		for i, p := range pairs {
+			start := len(values)
+			values = append(values, p.v...)
+			fields[i] = sessions.Field{Key: p.k, Value: values[start:len(values):len(values)]}
+		}
 		return sessions.JoinRecord(header, fields), exp, true
 	}
 	if r, ok := m[fieldRaw]; ok {
