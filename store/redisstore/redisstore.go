@@ -41,6 +41,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/fastsession/sessions"
 	"github.com/redis/go-redis/v9"
@@ -270,31 +271,22 @@ func decode(m map[string]string, now time.Time) (data []byte, expiresAt time.Tim
 		return nil, time.Time{}, false
 	}
 	if h, ok := m[fieldHeader]; ok {
-		header := []byte(h)
+		header := bytesOf(h)
 		// A header that does not start a valid record is garbage.
 		if _, _, err := sessions.SplitRecord(sessions.JoinRecord(header, nil)); err != nil {
 			return nil, time.Time{}, false
 		}
 		// The fields, sorted by key so that one stored session always loads
-		// as the same bytes. The values are copied once, into one buffer,
-		// rather than into a slice each.
-		type pair struct{ k, v string }
-		var few [16]pair
-		pairs, size := few[:0], 0
+		// as the same bytes. JoinRecord copies the values straight from the
+		// reply's strings into the one buffer it returns.
+		var few [16]sessions.Field
+		fields := few[:0]
 		for f, v := range m {
 			if k, ok := strings.CutPrefix(f, fieldKey); ok {
-				pairs = append(pairs, pair{k, v})
-				size += len(v)
+				fields = append(fields, sessions.Field{Key: k, Value: bytesOf(v)})
 			}
 		}
-		slices.SortFunc(pairs, func(a, b pair) int { return strings.Compare(a.k, b.k) })
-		values := make([]byte, 0, size)
-		fields := make([]sessions.Field, len(pairs))
-		for i, p := range pairs {
-			start := len(values)
-			values = append(values, p.v...)
-			fields[i] = sessions.Field{Key: p.k, Value: values[start:len(values):len(values)]}
-		}
+		slices.SortFunc(fields, func(a, b sessions.Field) int { return strings.Compare(a.Key, b.Key) })
 		return sessions.JoinRecord(header, fields), exp, true
 	}
 	if r, ok := m[fieldRaw]; ok {
@@ -302,6 +294,11 @@ func decode(m map[string]string, now time.Time) (data []byte, expiresAt time.Tim
 	}
 	return nil, time.Time{}, false
 }
+
+// bytesOf views s as bytes without copying it, for JoinRecord and
+// SplitRecord, which only read what they are given and keep none of it.
+// The bytes must never be written.
+func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
 // Load returns the data stored under id and its expiry, with one HGETALL
 // (one round trip). The session is rebuilt from its header and fields with
