@@ -25,6 +25,9 @@ BenchmarkSessions/write-parallel/bare-2    	 1000000	       500 ns/op
 BenchmarkPaired/untouched/fastsession-memstore-vs-bare-2 	  500000	      2300 ns/op	        40.00 a-b-ns/req	      1190 a-ns/req	         1.035 a/b	      1150 b-ns/req
 BenchmarkPaired/untouched/fastsession-memstore-vs-bare-2 	  500000	      2300 ns/op	       300.0 a-b-ns/req	      1450 a-ns/req	         1.26 a/b	      1150 b-ns/req
 BenchmarkPaired/untouched/fastsession-memstore-vs-bare-2 	  500000	      2300 ns/op	        60.00 a-b-ns/req	      1210 a-ns/req	         1.052 a/b	      1150 b-ns/req
+BenchmarkPaired/read/fastsession-redis-vs-bare-redis-get-2 	   20000	    120000 ns/op	     10000 a-b-ns/req	     60000 a-ns/req	         1.2 a/b	     50000 b-ns/req
+BenchmarkPaired/read/fastsession-redis-vs-bare-redis-get-2 	   20000	    140000 ns/op	     20000 a-b-ns/req	     80000 a-ns/req	         1.33 a/b	     60000 b-ns/req
+BenchmarkPaired/read/fastsession-redis-vs-bare-redis-get-2 	   20000	    110000 ns/op	      8000 a-b-ns/req	     59000 a-ns/req	         1.16 a/b	     51000 b-ns/req
     bench_test.go:12: BenchmarkSessions/read/x-2 100 ns/op (a log line)
 PASS
 `
@@ -58,13 +61,14 @@ func TestTargets(t *testing.T) {
 		got[r.target] = r.verdict + " " + r.ratio
 	}
 	want := map[string]string{
-		"untouched ≤ bare + 0.25 µs and + 2 allocs":                  "met -0.10 µs, +1 allocs",
-		"memstore read ≤ 0.15 × scs read":                            "met 1.00",
-		"memstore read ≤ bare + securecookie decode + 1.5 µs":        "met 0.86",
-		"memstore write ≤ 0.15 × scs write":                          "missed 1.11",
-		"memstore new ≤ 0.4 × scs new":                               "met 0.75",
-		"redisstore read ≤ 1.2 × (bare + go-redis GET)":              "unknown ",
-		"untouched, paired (turns of 256 requests) ≤ bare + 0.25 µs": "met +0.06 µs",
+		"untouched ≤ bare + 0.25 µs and + 2 allocs":                                     "met -0.10 µs, +1 allocs",
+		"memstore read ≤ 0.15 × scs read":                                               "met 1.00",
+		"memstore read ≤ bare + securecookie decode + 1.5 µs":                           "met 0.86",
+		"memstore write ≤ 0.15 × scs write":                                             "missed 1.11",
+		"memstore new ≤ 0.4 × scs new":                                                  "met 0.75",
+		"redisstore read ≤ 1.2 × (bare + go-redis GET)":                                 "unknown ",
+		"untouched, paired (turns of 256 requests) ≤ bare + 0.25 µs":                    "met +0.06 µs",
+		"redisstore read, paired (turns of 256 requests) ≤ 1.2 × (bare + go-redis GET)": "met 1.00",
 	}
 	for k, w := range want {
 		if got[k] != w {
@@ -91,6 +95,28 @@ func TestUntouchedLimits(t *testing.T) {
 		r := targets(s)[0]
 		if got := r.verdict + " " + r.ratio; got != c.want {
 			t.Errorf("untouched %s ns, %s allocs: %q, want %q", c.fsNs, c.fsAllocs, got, c.want)
+		}
+	}
+}
+
+func TestPairedRedisReadLimit(t *testing.T) {
+	for ab, want := range map[string]string{"1.2": "met 1.00", "1.203": "missed 1.00", "0.96": "met 0.80"} {
+		in := "BenchmarkPaired/read/fastsession-redis-vs-bare-redis-get-2 \t 20000\t 110000 ns/op\t 60000 a-ns/req\t " + ab + " a/b\t 50000 b-ns/req\n"
+		s, err := parse(strings.NewReader(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, r := range targets(s) {
+			if strings.HasPrefix(r.target, "redisstore read, paired") {
+				found = true
+				if got := r.verdict + " " + r.ratio; got != want {
+					t.Errorf("paired redisstore read, a/b %s: %q, want %q", ab, got, want)
+				}
+			}
+		}
+		if !found {
+			t.Fatal("no paired redisstore read row")
 		}
 	}
 }
