@@ -193,8 +193,8 @@ func appendEntry(dst []byte, key string, val []byte) []byte {
 // SplitRecord splits the data of a session, as the middleware hands it to
 // Store.Save, into its header and its fields, for a store that keeps the
 // fields of a session separately (see DeltaSaver). The fields' values are
-// sub-slices of data; data itself is never written. Data that is not a session gives an error wrapping
-// ErrDecode.
+// sub-slices of data; data itself is never written. Data that is not a
+// session gives an error wrapping ErrDecode.
 func SplitRecord(data []byte) (header []byte, fields []Field, err error) {
 	rec, err := parseRecord(data)
 	if err != nil {
@@ -210,8 +210,8 @@ func SplitRecord(data []byte) (header []byte, fields []Field, err error) {
 
 // JoinRecord is the inverse of SplitRecord: it builds the data of a session
 // from a header and fields, in any order. A store that keeps fields
-// separately returns its result from Load. The result is a fresh copy: JoinRecord
-// neither writes nor keeps header, fields or the fields' values.
+// separately returns its result from Load. The result is a fresh copy:
+// JoinRecord neither writes nor keeps header, fields or the fields' values.
 func JoinRecord(header []byte, fields []Field) []byte {
 	size := len(header) + binary.MaxVarintLen64
 	for _, f := range fields {

@@ -1,8 +1,6 @@
 package bench
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"net/http"
 	"testing"
@@ -41,16 +39,12 @@ var references = []impl{
 	// served as one request.
 	{"bare-redis-get", func(tb testing.TB) *env {
 		rc := redisClient(tb)
-		key := redisPrefix(tb, rc, "pairref") + "value"
-		val := bytes.Repeat([]byte("v"), 1024)
-		if err := rc.Set(context.Background(), key, val, 0).Err(); err != nil {
-			tb.Fatalf("Redis SET: %v", err)
-		}
+		key := setRefValue(tb, rc, "pairref")
 		ok := func(c *gin.Context) { c.String(http.StatusOK, "ok") }
 		return newEnv("", nil, routes{seed: ok, untouched: ok, write: ok, create: ok, count: ok, who: ok,
 			read: func(c *gin.Context) {
 				got, err := rc.Get(c.Request.Context(), key).Bytes()
-				if err != nil || len(got) != len(val) {
+				if err != nil || len(got) != refValueSize {
 					c.String(http.StatusInternalServerError, "GET: %d bytes, %v", len(got), err)
 					return
 				}
