@@ -153,6 +153,9 @@ func sentCookie(lines []string, name string) string {
 		if v == "" || !validCookieValue(v) || deleting(rest) {
 			continue
 		}
+		if len(part) == len(name)+1+len(v) {
+			return part // "name=v" as sent: no copy
+		}
 		return name + "=" + v
 	}
 	return ""
@@ -178,14 +181,24 @@ func deleting(attrs string) bool {
 	return drop
 }
 
+// validCookieValue reports whether every byte of v may appear in a cookie
+// value, as net/http's parser decides it.
 func validCookieValue(v string) bool {
 	for i := range len(v) {
-		if b := v[i]; b < 0x20 || b >= 0x7f || b == '"' || b == ';' || b == '\\' {
+		if !cookieValueByte[v[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+// cookieValueByte[b] reports whether b may appear in a cookie value.
+var cookieValueByte = func() (t [256]bool) {
+	for b := range t {
+		t[b] = b >= 0x20 && b < 0x7f && b != '"' && b != ';' && b != '\\'
+	}
+	return t
+}()
 
 func expectOK(w *httptest.ResponseRecorder, want []byte) error {
 	if w.Code != http.StatusOK {
