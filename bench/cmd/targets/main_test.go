@@ -102,21 +102,9 @@ func TestUntouchedLimits(t *testing.T) {
 func TestPairedRedisReadLimit(t *testing.T) {
 	for ab, want := range map[string]string{"1.2": "met 1.00", "1.203": "missed 1.00", "0.96": "met 0.80"} {
 		in := "BenchmarkPaired/read/fastsession-redis-vs-bare-redis-get-2 \t 20000\t 110000 ns/op\t 60000 a-ns/req\t " + ab + " a/b\t 50000 b-ns/req\n"
-		s, err := parse(strings.NewReader(in))
-		if err != nil {
-			t.Fatal(err)
-		}
-		found := false
-		for _, r := range targets(s) {
-			if strings.HasPrefix(r.target, "redisstore read, paired") {
-				found = true
-				if got := r.verdict + " " + r.ratio; got != want {
-					t.Errorf("paired redisstore read, a/b %s: %q, want %q", ab, got, want)
-				}
-			}
-		}
-		if !found {
-			t.Fatal("no paired redisstore read row")
+		r := rowFor(t, in, "redisstore read, paired")
+		if got := r.verdict + " " + r.ratio; got != want {
+			t.Errorf("paired redisstore read, a/b %s: %q, want %q", ab, got, want)
 		}
 	}
 }
@@ -124,16 +112,26 @@ func TestPairedRedisReadLimit(t *testing.T) {
 func TestPairedUntouchedLimit(t *testing.T) {
 	for delta, want := range map[string]string{"250": "met +0.25 µs", "260": "missed +0.26 µs", "-12": "met -0.01 µs"} {
 		in := "BenchmarkPaired/untouched/fastsession-memstore-vs-bare-2 \t 500000\t 2300 ns/op\t " + delta + " a-b-ns/req\t 1150 b-ns/req\n"
-		s, err := parse(strings.NewReader(in))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range targets(s) {
-			if strings.HasPrefix(r.target, "untouched, paired") {
-				if got := r.verdict + " " + r.ratio; got != want {
-					t.Errorf("paired delta %s ns: %q, want %q", delta, got, want)
-				}
-			}
+		r := rowFor(t, in, "untouched, paired")
+		if got := r.verdict + " " + r.ratio; got != want {
+			t.Errorf("paired delta %s ns: %q, want %q", delta, got, want)
 		}
 	}
+}
+
+// rowFor parses the benchmark output in and returns the targets row whose
+// target starts with prefix, failing the test if there is none.
+func rowFor(t *testing.T, in, prefix string) row {
+	t.Helper()
+	s, err := parse(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range targets(s) {
+		if strings.HasPrefix(r.target, prefix) {
+			return r
+		}
+	}
+	t.Fatalf("no %q row", prefix)
+	return row{}
 }
