@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the benchmarks of this module and prints a benchstat table and the
 # target ratios (cmd/targets). The raw `go test -bench` output is kept in
-# results/latest.txt, the report in results/latest.md.
+# results/latest.txt, the report in results/latest.md. The raw output of the
+# run before is kept in results/previous.txt, and the report ends with a
+# benchstat comparison of the two (time per request only).
 #
 #   ./run.sh                 # 6 rounds of every benchmark
 #   COUNT=3 ./run.sh         # fewer rounds
@@ -50,6 +52,8 @@ bin=$(mktemp -d)/bench.test
 trap 'kill "$sampler" 2>/dev/null; rm -f "$loadlog"; rm -rf "$(dirname "$bin")"' EXIT
 go test -c -o "$bin" . || exit 1
 status=0
+previous=$out/previous.txt
+[ -s "$raw" ] && cp "$raw" "$previous"
 : >"$raw"
 for round in $(seq 1 "$count"); do
 	echo "== round $round of $count" >&2
@@ -88,6 +92,16 @@ load_range=$(sort -g "$loadlog" | sed -n '1p;$p' | paste -sd' ' | sed 's/ / to /
 	echo "## Targets"
 	echo
 	go run ./cmd/targets "$raw"
+	if [ -s "$previous" ] && [ "$status" -eq 0 ]; then
+		echo
+		echo "## Against the previous run"
+		echo
+		echo "The same benchmarks in the run before this one (results/previous.txt), time per request. Unchanged code moves between runs with the shared machine: a change shows as a shift of its own benchmarks against the rest. cpu is ignored, as the host's processor name can change between runs."
+		echo
+		echo '```'
+		"$benchstat" -ignore cpu -filter '.unit:sec/op' previous="$previous" latest="$raw"
+		echo '```'
+	fi
 } | tee "$report"
 
 exit "$status"

@@ -135,3 +135,50 @@ func rowFor(t *testing.T, in, prefix string) row {
 	t.Fatalf("no %q row", prefix)
 	return row{}
 }
+
+// metIn returns how many of runs met the target whose text starts with
+// prefix, as roundsMet counts them for the results in.
+func metIn(t *testing.T, in, prefix string, runs int) int {
+	t.Helper()
+	s, err := parse(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	met := roundsMet(s, runs)
+	for i, r := range targets(s) {
+		if strings.HasPrefix(r.target, prefix) {
+			return met[i]
+		}
+	}
+	t.Fatalf("no %q row", prefix)
+	return 0
+}
+
+func TestRoundsMetJudgesEachRunOnItsOwnNumbers(t *testing.T) {
+	const in = `BenchmarkSessions/new/fastsession-memstore-2 1 3000 ns/op
+BenchmarkSessions/new/scs-memstore-2 1 10000 ns/op
+BenchmarkSessions/new/fastsession-memstore-2 1 3000 ns/op
+BenchmarkSessions/new/scs-memstore-2 1 6000 ns/op
+BenchmarkSessions/new/fastsession-memstore-2 1 4100 ns/op
+BenchmarkSessions/new/scs-memstore-2 1 10000 ns/op
+BenchmarkSessions/new/fastsession-memstore-2 1 3900 ns/op
+BenchmarkSessions/new/scs-memstore-2 1 10000 ns/op
+`
+	// Limits 4000, 2400, 4000, 4000: met, missed, missed, met. The medians
+	// (3450 against 0.4 × 10000) meet the target, which the count qualifies.
+	if r := rowFor(t, in, "memstore new"); r.verdict != "met" {
+		t.Fatalf("median verdict %q, want met", r.verdict)
+	}
+	if got := metIn(t, in, "memstore new", 4); got != 2 {
+		t.Errorf("new met in %d of 4 runs, want 2", got)
+	}
+	// A target not measured in a run is not met in it.
+	if got := metIn(t, in, "memstore read ≤ 0.15", 4); got != 0 {
+		t.Errorf("read, never measured, met in %d runs", got)
+	}
+	// A fifth run that only some benchmarks reached counts as not met.
+	more := in + "BenchmarkSessions/new/fastsession-memstore-2 1 1000 ns/op\n"
+	if got := metIn(t, more, "memstore new", 5); got != 2 {
+		t.Errorf("new met in %d of 5 runs, want 2 (the fifth lacks scs)", got)
+	}
+}
