@@ -123,35 +123,34 @@ func TestPairedUntouchedLimit(t *testing.T) {
 // target starts with prefix, failing the test if there is none.
 func rowFor(t *testing.T, in, prefix string) row {
 	t.Helper()
-	s, err := parse(strings.NewReader(in))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range targets(s) {
-		if strings.HasPrefix(r.target, prefix) {
-			return r
-		}
-	}
-	t.Fatalf("no %q row", prefix)
-	return row{}
+	s, i := rowIndex(t, in, prefix)
+	return targets(s)[i]
 }
 
 // metIn returns how many of runs met the target whose text starts with
 // prefix, as roundsMet counts them for the results in.
 func metIn(t *testing.T, in, prefix string, runs int) int {
 	t.Helper()
+	s, i := rowIndex(t, in, prefix)
+	return roundsMet(s, runs)[i]
+}
+
+// rowIndex parses the benchmark output in and returns it with the index of
+// the targets row whose target starts with prefix, failing the test if
+// there is none.
+func rowIndex(t *testing.T, in, prefix string) (samples, int) {
+	t.Helper()
 	s, err := parse(strings.NewReader(in))
 	if err != nil {
 		t.Fatal(err)
 	}
-	met := roundsMet(s, runs)
 	for i, r := range targets(s) {
 		if strings.HasPrefix(r.target, prefix) {
-			return met[i]
+			return s, i
 		}
 	}
 	t.Fatalf("no %q row", prefix)
-	return 0
+	return nil, 0
 }
 
 func TestRoundsMetJudgesEachRunOnItsOwnNumbers(t *testing.T) {
