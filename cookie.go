@@ -128,7 +128,7 @@ func (cc *cookieCodec) decode(value string, now int64) (id string, old bool, err
 	if len(value) > maxCookieLen {
 		return "", false, errCookieTooLong
 	}
-	if e, ok := cc.seen.lookup(value); ok {
+	if e := cc.seen.lookup(value); e != nil {
 		if e.issued < now-cc.window {
 			return "", false, errCookieExpired
 		}
@@ -136,7 +136,7 @@ func (cc *cookieCodec) decode(value string, now int64) (id string, old bool, err
 	}
 	id, old, issued, err := cc.verify(value, now)
 	if err == nil {
-		cc.seen.remember(verifiedEntry{value: strings.Clone(value), id: id, issued: issued, old: old})
+		cc.seen.remember(&verifiedEntry{value: strings.Clone(value), id: id, issued: issued, old: old})
 	}
 	return id, old, err
 }

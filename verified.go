@@ -2,7 +2,7 @@ package sessions
 
 import (
 	"hash/maphash"
-	"sync"
+	"sync/atomic"
 )
 
 // A returning visitor sends the same cookie value on every request until it
@@ -11,15 +11,20 @@ import (
 // decoding and the HMAC: a lookup instead of about a microsecond of work.
 //
 // Only values that passed the full check are remembered, so forged cookies
-// never enter it, and it holds at most verifiedShards*verifiedPerShard
-// entries, whatever the traffic. An entry is found by a keyed hash of the
-// value and then compared with the value in constant time, so neither the
-// map's string comparison nor the hash can tell an attacker how close a
-// guess came to a remembered value. The expiry window is still checked on
-// every use, against the issue time remembered with the entry.
+// never enter it, and it holds at most verifiedSets*verifiedWays entries,
+// whatever the traffic. A value may go in any of the verifiedWays slots of
+// the set its keyed hash picks; an entry found there is compared with the
+// value in constant time, so neither a comparison nor the hash can tell an
+// attacker how close a guess came to a remembered value. The expiry window
+// is still checked on every use, against the issue time remembered with
+// the entry.
+//
+// The slots hold pointers to entries that never change once stored, so a
+// lookup is a few atomic loads: requests of one visitor served on several
+// CPUs at once write nothing shared, and no lock is passed between them.
 const (
-	verifiedShards   = 16
-	verifiedPerShard = 256
+	verifiedSets = 2048
+	verifiedWays = 2
 )
 
 type verifiedEntry struct {
@@ -27,55 +32,52 @@ type verifiedEntry struct {
 	id     string // the session ID it carries
 	issued int64  // Unix time the cookie was issued
 	old    bool   // signed with a previous key
-}
-
-type verifiedShard struct {
-	mu sync.Mutex
-	m  map[uint64]verifiedEntry
-	_  [40]byte // keep neighbouring shards' locks off one cache line
+	hash   uint64 // the keyed hash of value; set by remember
 }
 
 type verifiedCookies struct {
-	seed   maphash.Seed
-	shards [verifiedShards]verifiedShard
+	seed  maphash.Seed
+	slots [verifiedSets * verifiedWays]atomic.Pointer[verifiedEntry]
 }
 
-func (vc *verifiedCookies) init() {
-	vc.seed = maphash.MakeSeed()
-	for i := range vc.shards {
-		vc.shards[i].m = make(map[uint64]verifiedEntry, verifiedPerShard)
-	}
-}
+func (vc *verifiedCookies) init() { vc.seed = maphash.MakeSeed() }
 
 func (vc *verifiedCookies) hash(value string) uint64 { return maphash.String(vc.seed, value) }
 
-// lookup returns the remembered entry for value, if any.
-func (vc *verifiedCookies) lookup(value string) (verifiedEntry, bool) {
-	h := vc.hash(value)
-	sh := &vc.shards[h%verifiedShards]
-	sh.mu.Lock()
-	e, ok := sh.m[h]
-	sh.mu.Unlock()
-	if !ok || !equalConstantTime(e.value, value) {
-		return verifiedEntry{}, false
-	}
-	return e, true
+// set returns the slots a value of hash h may be remembered in.
+func (vc *verifiedCookies) set(h uint64) []atomic.Pointer[verifiedEntry] {
+	i := int(h%verifiedSets) * verifiedWays
+	return vc.slots[i : i+verifiedWays]
 }
 
-// remember records an entry whose value passed the full check. A full shard
-// first forgets one entry, whichever the map yields first.
-func (vc *verifiedCookies) remember(e verifiedEntry) {
-	h := vc.hash(e.value)
-	sh := &vc.shards[h%verifiedShards]
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if _, ok := sh.m[h]; !ok && len(sh.m) >= verifiedPerShard {
-		for k := range sh.m {
-			delete(sh.m, k)
+// lookup returns the remembered entry for value, or nil. The entry must not
+// be modified.
+func (vc *verifiedCookies) lookup(value string) *verifiedEntry {
+	h := vc.hash(value)
+	set := vc.set(h)
+	for i := range set {
+		if e := set[i].Load(); e != nil && e.hash == h && equalConstantTime(e.value, value) {
+			return e
+		}
+	}
+	return nil
+}
+
+// remember records e, whose value passed the full check, and from then on
+// e must not be modified. It takes the slot of its set that holds the same
+// value or none; in a full set it replaces the entry in the slot chosen by
+// its hash (the bits above those that chose the set).
+func (vc *verifiedCookies) remember(e *verifiedEntry) {
+	e.hash = vc.hash(e.value)
+	set := vc.set(e.hash)
+	way := int(e.hash / verifiedSets % verifiedWays)
+	for i := range set {
+		if old := set[i].Load(); old == nil || old.hash == e.hash {
+			way = i
 			break
 		}
 	}
-	sh.m[h] = e
+	set[way].Store(e)
 }
 
 // equalConstantTime reports whether a and b are equal, taking a time that

@@ -2,7 +2,9 @@ package sessions
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -13,11 +15,10 @@ func testCodec() *cookieCodec {
 
 func (vc *verifiedCookies) len() int {
 	n := 0
-	for i := range vc.shards {
-		sh := &vc.shards[i]
-		sh.mu.Lock()
-		n += len(sh.m)
-		sh.mu.Unlock()
+	for i := range vc.slots {
+		if vc.slots[i].Load() != nil {
+			n++
+		}
 	}
 	return n
 }
@@ -88,17 +89,19 @@ func TestRememberedEntryMustMatchTheValue(t *testing.T) {
 	if _, _, err := cc.decode(b, now.Unix()); err != nil {
 		t.Fatal(err)
 	}
-	// Put b's entry under a's hash, as a hash collision would.
-	e, ok := cc.seen.lookup(b)
-	if !ok {
+	// Put b's entry, with a's hash, in every slot a may be found in, as a
+	// hash collision would.
+	e := cc.seen.lookup(b)
+	if e == nil {
 		t.Fatal("b was not remembered")
 	}
-	h := cc.seen.hash(a)
-	sh := &cc.seen.shards[h%verifiedShards]
-	sh.mu.Lock()
-	sh.m[h] = e
-	sh.mu.Unlock()
-	if _, ok := cc.seen.lookup(a); ok {
+	forged := *e
+	forged.hash = cc.seen.hash(a)
+	set := cc.seen.set(forged.hash)
+	for i := range set {
+		set[i].Store(&forged)
+	}
+	if cc.seen.lookup(a) != nil {
 		t.Fatal("lookup returned another value's entry")
 	}
 	if id, _, err := cc.decode(a, now.Unix()); err != nil || id == e.id {
@@ -110,13 +113,14 @@ func TestRememberedEntryMustMatchTheValue(t *testing.T) {
 func TestVerifiedCookiesAreBounded(t *testing.T) {
 	cc := testCodec()
 	now := time.Now()
-	for range 3 * verifiedShards * verifiedPerShard {
+	const capacity = verifiedSets * verifiedWays
+	for range 3 * capacity {
 		if _, _, err := cc.decode(cc.encode(newID(), now), now.Unix()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if n := cc.seen.len(); n > verifiedShards*verifiedPerShard || n < verifiedShards*verifiedPerShard/2 {
-		t.Fatalf("%d values remembered, bound %d", n, verifiedShards*verifiedPerShard)
+	if n := cc.seen.len(); n > capacity || n < capacity/2 {
+		t.Fatalf("%d values remembered, bound %d", n, capacity)
 	}
 }
 
@@ -145,5 +149,98 @@ func TestEqualConstantTime(t *testing.T) {
 				t.Fatalf("length %d: a difference at byte %d is missed", n, i)
 			}
 		}
+	}
+}
+
+// Values whose hashes pick the same set are remembered side by side, up to
+// the set's ways; one more replaces one of them, and whatever the set holds
+// is still found under its own value only.
+//
+// Which slot of a set a value takes depends on its hash, so the check runs
+// on several sets: a cache that put a value anywhere but in a free slot
+// would drop one of the first values of some set.
+func TestVerifiedSetHoldsItsWays(t *testing.T) {
+	for range 8 {
+		checkVerifiedSet(t, testCodec())
+	}
+}
+
+func checkVerifiedSet(t *testing.T, cc *cookieCodec) {
+	t.Helper()
+	now := time.Now()
+	bySet := map[uint64][]string{}
+	var same []string
+	for len(same) <= verifiedWays {
+		v := cc.encode(newID(), now)
+		s := cc.seen.hash(v) % verifiedSets
+		bySet[s] = append(bySet[s], v)
+		same = bySet[s]
+	}
+	ids := map[string]string{}
+	for i, v := range same {
+		id, _, err := cc.decode(v, now.Unix())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[v] = id
+		if i < verifiedWays {
+			// Every value so far fits: all of them are found.
+			for _, w := range same[:i+1] {
+				if e := cc.seen.lookup(w); e == nil || e.id != ids[w] {
+					t.Fatalf("after %d values of one set, value %q is not found with its ID", i+1, w)
+				}
+			}
+		}
+	}
+	found := 0
+	for _, v := range same {
+		if e := cc.seen.lookup(v); e != nil {
+			if e.id != ids[v] {
+				t.Fatalf("value %q found with another value's ID", v)
+			}
+			found++
+		}
+	}
+	if found != verifiedWays {
+		t.Fatalf("%d of %d values of one set found, want %d (its ways)", found, len(same), verifiedWays)
+	}
+	if n := cc.seen.len(); n != verifiedWays {
+		t.Fatalf("%d entries remembered after %d values of one set", n, len(same))
+	}
+}
+
+// Visitors served on several goroutines at once, each sending its own
+// cookie again and again (and some sharing one), always get their own ID
+// back, whether the value is checked in full or remembered, and the race
+// detector sees no conflict between lookups and the entries stored.
+func TestVerifiedCookiesConcurrently(t *testing.T) {
+	cc := testCodec()
+	now := time.Now()
+	const visitors = 64
+	values, ids := make([]string, visitors), make([]string, visitors)
+	for i := range values {
+		ids[i] = newID()
+		values[i] = cc.encode(ids[i], now)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range 2000 {
+				i := (g*7 + n*13) % visitors
+				id, _, err := cc.decode(values[i], now.Unix())
+				if err != nil || id != ids[i] {
+					errs <- fmt.Errorf("visitor %d: got %q, %v; want %q", i, id, err, ids[i])
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 }
