@@ -225,9 +225,7 @@ func TestVerifiedCookiesConcurrently(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for g := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for n := range 2000 {
 				i := (g*7 + n*13) % visitors
 				id, _, err := cc.decode(values[i], now.Unix())
@@ -236,7 +234,7 @@ func TestVerifiedCookiesConcurrently(t *testing.T) {
 					return
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	close(errs)
