@@ -38,7 +38,7 @@ type monitor struct {
 	started  bool
 	ended    bool
 	commands int // every command in the window
-	hgetall  int // HGETALL, from any client, on any key
+	hvals    int // HVALS (how the store loads), from any client, on any key
 	ours     int // commands naming a key under prefix
 	example  string
 }
@@ -84,7 +84,7 @@ func (m *monitor) close() {
 }
 
 // observe counts one line of the feed, such as
-// +1700000000.123456 [0 127.0.0.1:50000] "hgetall" "prefix:id".
+// +1700000000.123456 [0 127.0.0.1:50000] "hvals" "prefix:id".
 func (m *monitor) observe(line string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -101,8 +101,8 @@ func (m *monitor) observe(line string) {
 	m.commands++
 	_, args, _ := strings.Cut(line, `] "`)
 	name, _, _ := strings.Cut(args, `"`)
-	if strings.EqualFold(name, "hgetall") {
-		m.hgetall++
+	if strings.EqualFold(name, "hvals") {
+		m.hvals++
 	}
 	if strings.Contains(line, m.prefix) {
 		m.ours++
@@ -183,7 +183,7 @@ func floodEngine(key []byte, store sessions.Store) *gin.Engine {
 // TestFloodsNeverReachRedis sends a million cookie-less requests and a
 // hundred thousand forged cookies to a handler that reads the session, on
 // real Redis. Neither creates a key, forged cookies never reach the server
-// (the client sends no command and the server runs no HGETALL while the
+// (the client sends no command and the server runs no HVALS while the
 // floods last), and the heap returns to where it was.
 func TestFloodsNeverReachRedis(t *testing.T) {
 	const (
@@ -314,17 +314,17 @@ func TestFloodsNeverReachRedis(t *testing.T) {
 		t.Errorf("the client sent %d round trips to Redis during the floods: [%s]", sent, names(cmds))
 	}
 	mon.mu.Lock()
-	commands, hgetall, ours, example := mon.commands, mon.hgetall, mon.ours, mon.example
+	commands, hvals, ours, example := mon.commands, mon.hvals, mon.ours, mon.example
 	mon.mu.Unlock()
 	if ours != 0 {
 		t.Errorf("during the floods the server ran %d commands on keys under this run's prefix, such as %s", ours, example)
 	}
 	// On a server nobody else uses, both are 0. A client of another test
-	// sharing the server may run HGETALL meanwhile; MONITOR shows those,
+	// sharing the server may run HVALS meanwhile; MONITOR shows those,
 	// and none of them named a key of this run (ours == 0 above).
-	serverHgetall := statsAfter["hgetall"] - statsBefore["hgetall"]
-	if serverHgetall != 0 && serverHgetall > int64(hgetall) {
-		t.Errorf("commandstats: the server ran %d HGETALL during the floods, more than the %d MONITOR showed from other clients", serverHgetall, hgetall)
+	serverHvals := statsAfter["hvals"] - statsBefore["hvals"]
+	if serverHvals != 0 && serverHvals > int64(hvals) {
+		t.Errorf("commandstats: the server ran %d HVALS during the floods, more than the %d MONITOR showed from other clients", serverHvals, hvals)
 	}
 	if got := sessionKeys(t, c, prefix); !slices.Equal(got, keys) {
 		t.Errorf("keys under the prefix after the floods: %v, want only the genuine session %v", got, keys)
@@ -341,6 +341,6 @@ func TestFloodsNeverReachRedis(t *testing.T) {
 	if w.Code != http.StatusOK || w.Body.String() != "v=genuine" {
 		t.Errorf("the genuine session after the floods: %d %q, want 200 \"v=genuine\"", w.Code, w.Body.String())
 	}
-	t.Logf("%d cookie-less and %d forged requests (%d distinct forged values); client round trips %d; server: %d commands seen by MONITOR (none on this run's keys), %d of them HGETALL, commandstats HGETALL delta %d; heap %d -> %d bytes (%+d)",
-		plainRequests, forgedRequests, len(forged), sent, commands, hgetall, serverHgetall, heapBefore, heapAfter, growth)
+	t.Logf("%d cookie-less and %d forged requests (%d distinct forged values); client round trips %d; server: %d commands seen by MONITOR (none on this run's keys), %d of them HVALS, commandstats HVALS delta %d; heap %d -> %d bytes (%+d)",
+		plainRequests, forgedRequests, len(forged), sent, commands, hvals, serverHvals, heapBefore, heapAfter, growth)
 }

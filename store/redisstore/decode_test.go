@@ -2,7 +2,7 @@ package redisstore
 
 import (
 	"bytes"
-	"maps"
+	"encoding/binary"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -13,10 +13,16 @@ import (
 	"github.com/fastsession/sessions"
 )
 
-// decode rebuilds a session from the fields of its hash as HGETALL returns
-// them: its keys sorted, whatever order the map gives them in, its values
-// whole, and fields that are not session keys left out. Sessions of up to
-// 40 keys are drawn, so the fields outgrow decode's small inline array.
+// tagKeyValue is the stored value of a session key, written out here from
+// the documented layout rather than with the store's own encoder.
+func tagKeyValue(k string, v []byte) string {
+	return "k" + string(binary.AppendUvarint(nil, uint64(len(k)))) + k + string(v)
+}
+
+// decode rebuilds a session from the values of its hash as HVALS returns
+// them: its keys sorted, whatever order the values come in, its values
+// whole, and values without a known tag left out. Sessions of up to 40
+// keys are drawn, so the fields outgrow decode's small inline array.
 func TestDecodeRebuildsTheRecord(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	now := time.Now()
@@ -24,22 +30,22 @@ func TestDecodeRebuildsTheRecord(t *testing.T) {
 	header := sessions.RecordHeader(now, "")
 	for round := range 500 {
 		n := r.IntN(41)
-		m := map[string]string{
-			fieldHeader: string(header),
-			fieldExpiry: strconv.FormatInt(exp, 10),
-			"x:other":   "not a session key",
-		}
+		vals := []string{"h" + string(header), strconv.FormatInt(exp, 10), "x: no tag of the store", ""}
 		var fields []sessions.Field
 		for i := range n {
 			key := "key" + strconv.Itoa(r.IntN(1000)) + "-" + strconv.Itoa(i)
+			if i == 0 {
+				key = "" // an empty key is a key
+			}
 			value := bytes.Repeat([]byte{byte('a' + r.IntN(26))}, r.IntN(300))
 			fields = append(fields, sessions.Field{Key: key, Value: value})
-			m[fieldKey+key] = string(value)
+			vals = append(vals, tagKeyValue(key, value))
 		}
+		r.Shuffle(len(vals), func(i, j int) { vals[i], vals[j] = vals[j], vals[i] })
 		slices.SortFunc(fields, func(a, b sessions.Field) int { return strings.Compare(a.Key, b.Key) })
 		want := sessions.JoinRecord(header, fields)
 
-		got, gotExp, ok := decode(maps.Clone(m), now)
+		got, gotExp, ok := decode(vals, now)
 		if !ok {
 			t.Fatalf("round %d: a valid hash of %d keys was not found", round, n)
 		}
@@ -52,6 +58,48 @@ func TestDecodeRebuildsTheRecord(t *testing.T) {
 		_, back, err := sessions.SplitRecord(got)
 		if err != nil || len(back) != n {
 			t.Fatalf("round %d: the decoded record splits into %d fields (%v), want %d", round, len(back), err, n)
+		}
+	}
+}
+
+// Each malformed set of values is not a session; each valid one is, and
+// raw data comes back whole.
+func TestDecodeRejectsWhatSaveNeverWrites(t *testing.T) {
+	now := time.Now()
+	e := strconv.FormatInt(now.Add(time.Hour).UnixMilli(), 10)
+	past := strconv.FormatInt(now.Add(-time.Millisecond).UnixMilli(), 10)
+	h := "h" + string(sessions.RecordHeader(now, "ann"))
+	a := tagKeyValue("a", []byte("1"))
+	for _, tc := range []struct {
+		name string
+		vals []string
+		want []byte // nil: not found
+	}{
+		{"a session", []string{a, e, h}, sessions.JoinRecord([]byte(h[1:]), []sessions.Field{{Key: "a", Value: []byte("1")}})},
+		{"raw data", []string{e, "rdata \x00"}, []byte("data \x00")},
+		{"empty raw data", []string{"r", e}, []byte{}},
+		{"nothing", nil, nil},
+		{"no expiry", []string{h, a}, nil},
+		{"an expiry that has passed", []string{h, past}, nil},
+		{"an expiry out of range", []string{h, "99999999999999999999"}, nil},
+		{"an expiry with trailing bytes", []string{h, e + "x"}, nil},
+		{"two expiries", []string{h, e, e}, nil},
+		{"no header or raw data", []string{e, a}, nil},
+		{"two headers", []string{h, h, e}, nil},
+		{"a header and raw data", []string{h, "rdata", e}, nil},
+		{"raw data and a session key", []string{"rdata", a, e}, nil},
+		{"two raw data", []string{"rone", "rtwo", e}, nil},
+		{"an empty header", []string{"h", e}, nil},
+		{"a garbage header", []string{"h\x07junk", e}, nil},
+		{"an untagged header", []string{h[1:], e}, nil},
+		{"a key without its length", []string{h, e, "k"}, nil},
+		{"a key length past the end", []string{h, e, "k\x05abc"}, nil},
+		{"a key length that overflows", []string{h, e, "k\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"}, nil},
+		{"a session key twice", []string{h, e, a, tagKeyValue("a", []byte("2"))}, nil},
+	} {
+		got, _, ok := decode(tc.vals, now)
+		if ok != (tc.want != nil) || !bytes.Equal(got, tc.want) {
+			t.Errorf("%s: decode(%q) = %q, %v; want %q", tc.name, tc.vals, got, ok, tc.want)
 		}
 	}
 }

@@ -92,8 +92,11 @@ func TestLockLayout(t *testing.T) {
 	}
 }
 
-// TestLockRenewal holds a lock for several leases: renewal keeps it, and
-// stops with unlock.
+// TestLockRenewal holds a lock past its lease: renewal keeps it, and stops
+// with unlock. It waits for renewals to happen, counting them, rather than
+// for a fixed time, so a slow machine only makes it take longer; the lease
+// is long enough that a renewal delayed by a loaded machine still comes in
+// time.
 func TestLockRenewal(t *testing.T) {
 	h := &countHook{}
 	c := newClient(t, h)
@@ -102,19 +105,33 @@ func TestLockRenewal(t *testing.T) {
 	s := redisstore.New(c, redisstore.WithKeyPrefix(prefix))
 	id := storetest.NewID()
 	key := prefix + "lock:" + id
-	const lease = 300 * time.Millisecond
+	const lease = time.Second
 
 	unlock, err := s.Lock(ctx, id, 0, lease)
 	if err != nil {
 		t.Fatal(err)
 	}
 	token := c.Get(ctx, key).Val()
-	time.Sleep(5 * lease)
+	// Four renewals, one every lease/3: the lock has outlived its first
+	// lease by then.
+	const renewals = 4
+	for n := 0; n < renewals; {
+		time.Sleep(lease / 10)
+		_, cmds := h.take()
+		for _, cmd := range cmds {
+			if name := cmd.Name(); name == "evalsha" || name == "eval" {
+				n++
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("%d renewals seen before the test's deadline, want %d", n, renewals)
+		}
+	}
 	if got := c.Get(ctx, key).Val(); got != token {
-		t.Fatalf("after five leases the lock holds %q, want the holder's token %q: renewal failed", got, token)
+		t.Fatalf("after %d renewals the lock holds %q, want the holder's token %q: renewal failed", renewals, got, token)
 	}
 	if _, err := s.Lock(ctx, id, 0, lease); !errors.Is(err, redisstore.ErrLocked) {
-		t.Fatalf("a second holder after five leases: %v", err)
+		t.Fatalf("a second holder after %d renewals: %v", renewals, err)
 	}
 	unlock()
 	if n := c.Exists(ctx, key).Val(); n != 0 {
@@ -357,10 +374,10 @@ func TestRange(t *testing.T) {
 	}
 	hdr := string(sessions.RecordHeader(time.Now(), ""))
 	expired := ms(time.Now().Add(-time.Minute).UnixMilli())
-	if err := c.HSet(ctx, prefix+storetest.NewID(), "h", hdr, "e", expired).Err(); err != nil {
+	if err := c.HSet(ctx, prefix+storetest.NewID(), "h", "h"+hdr, "e", expired).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.HSet(ctx, prefix+storetest.NewID(), "k:a", "no header, no expiry").Err(); err != nil {
+	if err := c.HSet(ctx, prefix+storetest.NewID(), "k:a", "k\x01ano header, no expiry").Err(); err != nil {
 		t.Fatal(err)
 	}
 

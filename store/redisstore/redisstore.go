@@ -9,16 +9,20 @@
 //
 // Each session is one Redis hash under the key prefix+id, with the fields
 //
-//	h        the session's record header (see sessions.SplitRecord)
+//	h        "h" + the session's record header (see sessions.SplitRecord)
 //	e        the session's expiry, Unix milliseconds as a decimal string
-//	k:<key>  the encoded value of each session key
+//	k:<key>  "k" + uvarint(len(key)) + key + the encoded value of each
+//	         session key
 //
 // so that a request's changes are written field by field (SaveDelta) and two
 // requests of one session that change different keys never undo each other.
-// Data handed to Save that is not a session record is kept whole in a field
-// r instead of h and k: fields. Redis expires the key at the same
-// millisecond as e (PEXPIREAT), and every read also checks e, so an expired
-// session is never returned even before Redis has removed the key.
+// Every value says what it is by itself (its first byte, a letter for h and
+// k: and a digit for e), so a load reads the values alone (HVALS): half the
+// strings of HGETALL to send, parse and allocate, and no map to build. Data
+// handed to Save that is not a session record is kept whole in a field r,
+// "r" + the data, instead of h and k: fields. Redis expires the key at the
+// same millisecond as e (PEXPIREAT), and every read also checks e, so an
+// expired session is never returned even before Redis has removed the key.
 //
 // Next to the sessions, the store keeps a lock per locked session (a string
 // under prefix+"lock:"+id, see Store.Lock) and a set of session IDs per user
@@ -31,6 +35,7 @@ package redisstore
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -60,10 +65,19 @@ var ErrLocked = errors.New("the session is locked by another holder")
 
 // The fields of a session hash.
 const (
-	fieldHeader = "h"  // the record header
+	fieldHeader = "h"  // tagHeader + the record header
 	fieldExpiry = "e"  // expiry, decimal Unix milliseconds
-	fieldRaw    = "r"  // data that is not a session record, kept whole
-	fieldKey    = "k:" // prefix of the field of each session key
+	fieldRaw    = "r"  // tagRaw + data that is not a session record, kept whole
+	fieldKey    = "k:" // prefix of the field of each session key: tagKey, the key with its length, the value
+)
+
+// The first byte of the value of each field but e, whose value starts with
+// a digit. Load reads the values without the fields (HVALS) and tells them
+// apart by this byte.
+const (
+	tagHeader = 'h'
+	tagKey    = 'k' // followed by uvarint(len(key)), the key and the value
+	tagRaw    = 'r'
 )
 
 // Key infixes of the store's other keys.
@@ -259,40 +273,98 @@ func wrap(ctx context.Context, op string, err error) error {
 	return fmt.Errorf("redisstore: %s: %w", op, err)
 }
 
-// decode turns the fields of a session hash into the session's data and
-// expiry. Anything but a well-formed, unexpired session gives ok false.
-func decode(m map[string]string, now time.Time) (data []byte, expiresAt time.Time, ok bool) {
-	ms, err := strconv.ParseInt(m[fieldExpiry], 10, 64)
-	if err != nil {
+// values holds the tagged values of one session hash, built in one buffer:
+// what Save and SaveDelta send.
+type values struct{ buf []byte }
+
+func newValues(header []byte, fields []sessions.Field) values {
+	size := 1 + len(header)
+	for _, f := range fields {
+		size += 1 + binary.MaxVarintLen64 + len(f.Key) + len(f.Value)
+	}
+	return values{buf: make([]byte, 0, size)}
+}
+
+// tagged returns tag followed by b.
+func (v *values) tagged(tag byte, b []byte) []byte {
+	start := len(v.buf)
+	v.buf = append(append(v.buf, tag), b...)
+	return v.buf[start:len(v.buf):len(v.buf)]
+}
+
+// key returns the value of the field of f: tagKey, f.Key with its length,
+// then f.Value.
+func (v *values) key(f sessions.Field) []byte {
+	start := len(v.buf)
+	v.buf = append(v.buf, tagKey)
+	v.buf = binary.AppendUvarint(v.buf, uint64(len(f.Key)))
+	v.buf = append(append(v.buf, f.Key...), f.Value...)
+	return v.buf[start:len(v.buf):len(v.buf)]
+}
+
+// decode turns the values of a session hash, in any order, into the
+// session's data and expiry. Anything but a well-formed, unexpired session
+// gives ok false: no expiry, or two; neither a header nor raw data, or two
+// of them, or both; raw data with session keys; a session key given twice;
+// a malformed header or key value. A value whose first byte is no tag at
+// all is left out.
+func decode(vals []string, now time.Time) (data []byte, expiresAt time.Time, ok bool) {
+	var (
+		header, raw string
+		nh, nr, ne  int
+		ms          int64
+		few         [16]sessions.Field
+		fields      = few[:0]
+	)
+	for _, v := range vals {
+		if v == "" {
+			continue
+		}
+		switch c := v[0]; {
+		case c == tagHeader:
+			header, nh = v[1:], nh+1
+		case c == tagRaw:
+			raw, nr = v[1:], nr+1
+		case c == tagKey:
+			n, w := binary.Uvarint(bytesOf(v[1:]))
+			if w <= 0 || n > uint64(len(v)-1-w) {
+				return nil, time.Time{}, false
+			}
+			kv := v[1+w:]
+			fields = append(fields, sessions.Field{Key: kv[:n], Value: bytesOf(kv[n:])})
+		case c >= '0' && c <= '9':
+			e, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return nil, time.Time{}, false
+			}
+			ms, ne = e, ne+1
+		}
+	}
+	if ne != 1 || nh+nr != 1 || (nr == 1 && len(fields) > 0) {
 		return nil, time.Time{}, false
 	}
 	exp := time.UnixMilli(ms)
 	if !exp.After(now) {
 		return nil, time.Time{}, false
 	}
-	if h, ok := m[fieldHeader]; ok {
-		header := bytesOf(h)
-		// A header that does not start a valid record is garbage.
-		if _, _, err := sessions.SplitRecord(sessions.JoinRecord(header, nil)); err != nil {
+	if nr == 1 {
+		return []byte(raw), exp, true
+	}
+	hb := bytesOf(header)
+	// A header that does not start a valid record is garbage.
+	if _, _, err := sessions.SplitRecord(sessions.JoinRecord(hb, nil)); err != nil {
+		return nil, time.Time{}, false
+	}
+	// The fields, sorted by key so that one stored session always loads as
+	// the same bytes. JoinRecord copies the values straight from the
+	// reply's strings into the one buffer it returns.
+	slices.SortFunc(fields, func(a, b sessions.Field) int { return strings.Compare(a.Key, b.Key) })
+	for i := 1; i < len(fields); i++ {
+		if fields[i].Key == fields[i-1].Key {
 			return nil, time.Time{}, false
 		}
-		// The fields, sorted by key so that one stored session always loads
-		// as the same bytes. JoinRecord copies the values straight from the
-		// reply's strings into the one buffer it returns.
-		var few [16]sessions.Field
-		fields := few[:0]
-		for f, v := range m {
-			if k, ok := strings.CutPrefix(f, fieldKey); ok {
-				fields = append(fields, sessions.Field{Key: k, Value: bytesOf(v)})
-			}
-		}
-		slices.SortFunc(fields, func(a, b sessions.Field) int { return strings.Compare(a.Key, b.Key) })
-		return sessions.JoinRecord(header, fields), exp, true
 	}
-	if r, ok := m[fieldRaw]; ok {
-		return []byte(r), exp, true
-	}
-	return nil, time.Time{}, false
+	return sessions.JoinRecord(hb, fields), exp, true
 }
 
 // bytesOf views s as bytes without copying it, for JoinRecord and
@@ -300,7 +372,7 @@ func decode(m map[string]string, now time.Time) (data []byte, expiresAt time.Tim
 // The bytes must never be written.
 func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
-// Load returns the data stored under id and its expiry, with one HGETALL
+// Load returns the data stored under id and its expiry, with one HVALS
 // (one round trip). The session is rebuilt from its header and fields with
 // sessions.JoinRecord, its keys in sorted order. A missing key, a key that
 // is not a hash, a hash without a valid header or expiry, and a session
@@ -310,14 +382,14 @@ func (s *Store) Load(ctx context.Context, id string) (data []byte, expiresAt tim
 	if err := ctx.Err(); err != nil {
 		return nil, time.Time{}, false, fmt.Errorf("redisstore: load: %w", err)
 	}
-	m, err := s.client.HGetAll(ctx, s.key(id)).Result()
+	vals, err := s.client.HVals(ctx, s.key(id)).Result()
 	if err != nil {
 		if isWrongType(err) { // WRONGTYPE: not a session hash
 			return nil, time.Time{}, false, nil
 		}
 		return nil, time.Time{}, false, wrap(ctx, "load", err)
 	}
-	data, expiresAt, found = decode(m, time.Now())
+	data, expiresAt, found = decode(vals, time.Now())
 	return data, expiresAt, found, nil
 }
 
@@ -333,10 +405,10 @@ func isWrongType(err error) bool {
 // Save stores data under id until expiresAt, replacing whatever was stored
 // there, in one round trip: a MULTI/EXEC transaction of DEL, one HSET of
 // every field and PEXPIREAT. data is split with sessions.SplitRecord into
-// the header (field h) and one field k:<key> per session key; data that is
-// not a session record is kept whole in field r. The expiry is rounded up
-// to the next millisecond. data is copied into the commands before Save
-// returns.
+// the header (field h) and one field k:<key> per session key, each value
+// tagged as the package documentation describes; data that is not a
+// session record is kept whole in field r. The expiry is rounded up to the
+// next millisecond. data is copied into the commands before Save returns.
 func (s *Store) Save(ctx context.Context, id string, data []byte, expiresAt time.Time) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("redisstore: save: %w", err)
@@ -344,13 +416,15 @@ func (s *Store) Save(ctx context.Context, id string, data []byte, expiresAt time
 	ms := expiryMillis(expiresAt)
 	var args []any
 	if header, fields, err := sessions.SplitRecord(data); err == nil {
+		vals := newValues(header, fields)
 		args = make([]any, 0, 4+2*len(fields))
-		args = append(args, fieldHeader, header, fieldExpiry, ms)
+		args = append(args, fieldHeader, vals.tagged(tagHeader, header), fieldExpiry, ms)
 		for _, f := range fields {
-			args = append(args, fieldKey+f.Key, f.Value)
+			args = append(args, fieldKey+f.Key, vals.key(f))
 		}
 	} else {
-		args = []any{fieldRaw, data, fieldExpiry, ms}
+		vals := newValues(data, nil)
+		args = []any{fieldRaw, vals.tagged(tagRaw, data), fieldExpiry, ms}
 	}
 	key := s.key(id)
 	_, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
@@ -391,12 +465,17 @@ func (s *Store) SaveDelta(ctx context.Context, id string, d sessions.Delta, expi
 	if d.Header != nil {
 		hasHeader = "1"
 	}
-	args = append(args, time.Now().UnixMilli(), ms, clearFlag, hasHeader, d.Header, len(d.Delete))
+	vals := newValues(d.Header, d.Set)
+	var header []byte
+	if d.Header != nil {
+		header = vals.tagged(tagHeader, d.Header)
+	}
+	args = append(args, time.Now().UnixMilli(), ms, clearFlag, hasHeader, header, len(d.Delete))
 	for _, k := range d.Delete {
 		args = append(args, fieldKey+k)
 	}
 	for _, f := range d.Set {
-		args = append(args, fieldKey+f.Key, f.Value)
+		args = append(args, fieldKey+f.Key, vals.key(f))
 	}
 	n, err := deltaScript.Run(ctx, s.client, []string{s.key(id)}, args...).Int64()
 	if err != nil {
@@ -650,7 +729,7 @@ func (s *Store) UserSessions(ctx context.Context, user string) ([]string, error)
 // Range calls fn for each live session until fn returns false. It walks
 // the keys under the prefix with SCAN ... MATCH prefix* TYPE hash on the
 // node (on Cluster, on every master, one after the other; on a Ring, on
-// every shard), reading each batch of keys with one pipeline of HGETALL,
+// every shard), reading each batch of keys with one pipeline of HVALS,
 // so a batch of up to 500 sessions costs two round trips. Expired and
 // malformed sessions are skipped. fn is never called concurrently. A
 // session SCAN returns twice is given to fn once: Range remembers a 64-bit
@@ -726,21 +805,21 @@ func (r *ranger) node(ctx context.Context, n redis.Cmdable) (bool, error) {
 		}
 		if len(keys) > 0 {
 			p := n.Pipeline()
-			cmds := make([]*redis.MapStringStringCmd, len(keys))
+			cmds := make([]*redis.StringSliceCmd, len(keys))
 			for i, k := range keys {
-				cmds[i] = p.HGetAll(ctx, k)
+				cmds[i] = p.HVals(ctx, k)
 			}
 			_, _ = p.Exec(ctx) // each command's error is looked at below
 			now := time.Now()
 			for i, cmd := range cmds {
-				m, err := cmd.Result()
+				vals, err := cmd.Result()
 				if err != nil {
 					if isWrongType(err) { // not a session hash
 						continue
 					}
 					return false, err
 				}
-				data, exp, ok := decode(m, now)
+				data, exp, ok := decode(vals, now)
 				if !ok {
 					continue
 				}

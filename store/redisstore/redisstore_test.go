@@ -119,6 +119,23 @@ func hash(t *testing.T, c redis.UniversalClient, key string) map[string]string {
 
 func ms(v int64) string { return strconv.FormatInt(v, 10) }
 
+// layout returns the fields a session of the given header and keys and
+// values is stored as, e aside: "h" and the header in h, and for each key
+// a field k:<key> holding what keyValue gives.
+func layout(header []byte, kv ...string) map[string]string {
+	m := map[string]string{"h": "h" + string(header)}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m["k:"+kv[i]] = keyValue(kv[i], kv[i+1])
+	}
+	return m
+}
+
+// keyValue is the stored value of session key k holding v: "k", the length
+// of k as a uvarint, k, then v.
+func keyValue(k, v string) string {
+	return "k" + string(binary.AppendUvarint(nil, uint64(len(k)))) + k + v
+}
+
 func TestKeyPrefix(t *testing.T) {
 	c := newClient(t)
 	ctx := ctxT(t)
@@ -155,7 +172,8 @@ func TestKeyPrefix(t *testing.T) {
 }
 
 // TestHashLayout checks the raw layout of a session: a hash with the
-// header in h, the expiry in e and each session key in a field k:<key>.
+// header in h, the expiry in e and each session key in a field k:<key>,
+// every value but e's starting with the letter that says what it is.
 func TestHashLayout(t *testing.T) {
 	c := newClient(t)
 	ctx := ctxT(t)
@@ -177,12 +195,12 @@ func TestHashLayout(t *testing.T) {
 		t.Fatalf("TYPE %s = %q, want hash", key, typ)
 	}
 	want := map[string]string{
-		"h":         string(header),
+		"h":         "h" + string(header),
 		"e":         ms(exp.UnixMilli()),
-		"k:\x00sys": "s",
-		"k:a":       "1",
-		"k:b":       "\x00\xff",
-		"k:empty":   "",
+		"k:\x00sys": "k\x04\x00syss",
+		"k:a":       "k\x01a1",
+		"k:b":       "k\x01b\x00\xff",
+		"k:empty":   "k\x05empty",
 	}
 	if got := hash(t, c, key); !maps.Equal(got, want) {
 		t.Fatalf("stored hash %q, want %q", got, want)
@@ -208,7 +226,8 @@ func TestHashLayout(t *testing.T) {
 	if err := s.Save(ctx, id, rec(created, "", "c", "3"), exp); err != nil {
 		t.Fatal(err)
 	}
-	want = map[string]string{"h": string(sessions.RecordHeader(created, "")), "e": ms(exp.UnixMilli()), "k:c": "3"}
+	want = layout(sessions.RecordHeader(created, ""), "c", "3")
+	want["e"] = ms(exp.UnixMilli())
 	if got := hash(t, c, key); !maps.Equal(got, want) {
 		t.Fatalf("hash after a second Save %q, want %q", got, want)
 	}
@@ -218,7 +237,7 @@ func TestHashLayout(t *testing.T) {
 	if err := s.Save(ctx, id, raw, exp); err != nil {
 		t.Fatal(err)
 	}
-	want = map[string]string{"r": string(raw), "e": ms(exp.UnixMilli())}
+	want = map[string]string{"r": "r" + string(raw), "e": ms(exp.UnixMilli())}
 	if got := hash(t, c, key); !maps.Equal(got, want) {
 		t.Fatalf("hash of data that is not a record %q, want %q", got, want)
 	}
@@ -287,7 +306,8 @@ func TestExpiredNeverReturned(t *testing.T) {
 	// must not return it, and neither Touch nor SaveDelta may revive it.
 	id := storetest.NewID()
 	past := time.Now().Add(-time.Second).UnixMilli()
-	stored := map[string]string{"h": string(sessions.RecordHeader(time.Now(), "")), "e": ms(past), "k:a": "old"}
+	stored := layout(sessions.RecordHeader(time.Now(), ""), "a", "old")
+	stored["e"] = ms(past)
 	if err := c.HSet(ctx, prefix+id, stored).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -359,11 +379,22 @@ func TestGarbage(t *testing.T) {
 		{"an empty string", func(k string) error { return c.Set(ctx, k, "", time.Hour).Err() }, false},
 		{"the string format of earlier versions", func(k string) error { return c.Set(ctx, k, oldFormat, time.Hour).Err() }, false},
 		{"a set", func(k string) error { return c.SAdd(ctx, k, "x").Err() }, false},
-		{"a hash without e", func(k string) error { return c.HSet(ctx, k, "h", hdr, "k:a", "1").Err() }, false},
-		{"a hash with a non-numeric e", func(k string) error { return c.HSet(ctx, k, "h", hdr, "e", "soon").Err() }, false},
-		{"a hash without h or r", func(k string) error { return c.HSet(ctx, k, "e", later, "k:a", "1").Err() }, false},
-		{"a hash with a garbage header", func(k string) error { return c.HSet(ctx, k, "h", "\x07junk", "e", later).Err() }, true},
-		{"a hash with an empty header", func(k string) error { return c.HSet(ctx, k, "h", "", "e", later).Err() }, true},
+		{"a hash without e", func(k string) error { return c.HSet(ctx, k, "h", "h"+hdr, "k:a", keyValue("a", "1")).Err() }, false},
+		{"a hash with a non-numeric e", func(k string) error { return c.HSet(ctx, k, "h", "h"+hdr, "e", "soon").Err() }, false},
+		{"a hash with two expiries", func(k string) error { return c.HSet(ctx, k, "h", "h"+hdr, "e", later, "k:a", later).Err() }, true},
+		{"a hash without h or r", func(k string) error { return c.HSet(ctx, k, "e", later, "k:a", keyValue("a", "1")).Err() }, false},
+		{"a hash with a garbage header", func(k string) error { return c.HSet(ctx, k, "h", "h\x07junk", "e", later).Err() }, true},
+		{"a hash with an empty header", func(k string) error { return c.HSet(ctx, k, "h", "h", "e", later).Err() }, true},
+		{"a hash with an untagged header", func(k string) error { return c.HSet(ctx, k, "h", hdr, "e", later, "k:a", "1").Err() }, true},
+		{"a hash with two headers", func(k string) error {
+			return c.HSet(ctx, k, "h", "h"+hdr, "e", later, "k:a", "h"+hdr).Err()
+		}, true},
+		{"a hash with a key value cut short", func(k string) error {
+			return c.HSet(ctx, k, "h", "h"+hdr, "e", later, "k:abc", "k\x03ab").Err()
+		}, true},
+		{"a hash with a session key twice", func(k string) error {
+			return c.HSet(ctx, k, "h", "h"+hdr, "e", later, "k:a", keyValue("a", "1"), "k:b", keyValue("a", "2")).Err()
+		}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// A prefix of its own, for Range.
@@ -469,7 +500,7 @@ func TestSaveDelta(t *testing.T) {
 	id := storetest.NewID()
 	key := prefix + id
 	created := time.Unix(1700000000, 0)
-	hdr := string(sessions.RecordHeader(created, ""))
+	hdr := sessions.RecordHeader(created, "")
 	if err := s.Save(ctx, id, rec(created, "", "a", "1", "b", "2", "\x00flash", "f"), time.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
@@ -489,15 +520,15 @@ func TestSaveDelta(t *testing.T) {
 	}
 	exp := time.Now().Add(time.Hour).Add(500 * time.Microsecond)
 	apply(sessions.Delta{Delete: []string{"a", "never"}, Set: []sessions.Field{{Key: "b", Value: []byte("22")}, {Key: "\x00new", Value: []byte{0}}}},
-		exp, map[string]string{"h": hdr, "k:b": "22", "k:\x00flash": "f", "k:\x00new": "\x00"})
+		exp, layout(hdr, "b", "22", "\x00flash", "f", "\x00new", "\x00"))
 	// A key named like a meta field stays apart from it.
 	apply(sessions.Delta{Set: []sessions.Field{{Key: "h", Value: []byte("not the header")}, {Key: "e", Value: []byte("not the expiry")}}},
-		exp.Add(time.Hour), map[string]string{"h": hdr, "k:b": "22", "k:\x00flash": "f", "k:\x00new": "\x00", "k:h": "not the header", "k:e": "not the expiry"})
+		exp.Add(time.Hour), layout(hdr, "b", "22", "\x00flash", "f", "\x00new", "\x00", "h", "not the header", "e", "not the expiry"))
 	// Clear removes every session key but neither h nor e.
 	apply(sessions.Delta{Clear: true, Set: []sessions.Field{{Key: "c", Value: []byte("3")}}},
-		exp, map[string]string{"h": hdr, "k:c": "3"})
+		exp, layout(hdr, "c", "3"))
 	newHdr := sessions.RecordHeader(created, "user-42")
-	apply(sessions.Delta{Header: newHdr}, exp, map[string]string{"h": string(newHdr), "k:c": "3"})
+	apply(sessions.Delta{Header: newHdr}, exp, layout(newHdr, "c", "3"))
 	got, _, found, err := s.Load(ctx, id)
 	if err != nil || !found || !bytes.Equal(got, rec(created, "user-42", "c", "3")) {
 		t.Fatalf("Load after deltas: found=%v err=%v data=%q", found, err, got)
@@ -506,21 +537,21 @@ func TestSaveDelta(t *testing.T) {
 	// Many fields at once (the script works through them in batches).
 	var set []sessions.Field
 	var del []string
-	all := map[string]string{"h": string(newHdr)}
-	odd := map[string]string{"h": string(newHdr)}
+	all := layout(newHdr)
+	odd := layout(newHdr)
 	for i := range 2500 {
 		f := sessions.Field{Key: fmt.Sprint("key", i), Value: []byte(strconv.Itoa(i))}
 		set = append(set, f)
-		all["k:"+f.Key] = string(f.Value)
+		all["k:"+f.Key] = keyValue(f.Key, string(f.Value))
 		if i%2 == 0 {
 			del = append(del, f.Key)
 		} else {
-			odd["k:"+f.Key] = string(f.Value)
+			odd["k:"+f.Key] = keyValue(f.Key, string(f.Value))
 		}
 	}
 	apply(sessions.Delta{Clear: true, Set: set}, exp, all)
 	apply(sessions.Delta{Delete: del}, exp, odd)
-	apply(sessions.Delta{Clear: true}, exp, map[string]string{"h": string(newHdr)})
+	apply(sessions.Delta{Clear: true}, exp, layout(newHdr))
 
 	// A missing ID is not found and nothing is written.
 	missing := storetest.NewID()
@@ -647,7 +678,7 @@ func TestRoundTrips(t *testing.T) {
 		return cmds
 	}
 	check("Save", []string{"multi", "del", "hset", "pexpireat", "exec"}, func() error { return s.Save(ctx, id, data, time.Now().Add(time.Hour)) })
-	check("Load", []string{"hgetall"}, func() error {
+	check("Load", []string{"hvals"}, func() error {
 		got, _, found, err := s.Load(ctx, id)
 		if err == nil && (!found || !bytes.Equal(got, data)) {
 			err = fmt.Errorf("found=%v, %d bytes", found, len(got))
@@ -669,7 +700,7 @@ func TestRoundTrips(t *testing.T) {
 	if size := argBytes(cmds); size > 200 {
 		t.Errorf("Touch sent %d bytes of arguments: it must not resend the data", size)
 	}
-	check("Load missing", []string{"hgetall"}, func() error {
+	check("Load missing", []string{"hvals"}, func() error {
 		_, _, found, err := s.Load(ctx, storetest.NewID())
 		if err == nil && found {
 			err = errors.New("found")
@@ -750,7 +781,7 @@ func TestServerCommands(t *testing.T) {
 	if _, err := s.SaveDelta(ctx, id, sessions.Delta{}, time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	watched := []string{"get", "set", "del", "evalsha", "eval", "hgetall", "hset", "hdel", "hget", "hexists", "hkeys",
+	watched := []string{"get", "set", "del", "evalsha", "eval", "hgetall", "hvals", "hset", "hdel", "hget", "hexists", "hkeys",
 		"type", "pexpireat", "pexpiretime", "multi", "exec", "sadd", "srem", "smembers"}
 
 	measure := func(op string, want map[string]int64, fn func() error) {
@@ -790,7 +821,7 @@ func TestServerCommands(t *testing.T) {
 	measure("Save", map[string]int64{"multi": 1, "del": 1, "hset": 1, "pexpireat": 1, "exec": 1}, func() error {
 		return s.Save(ctx, id, data, time.Now().Add(time.Hour))
 	})
-	measure("Load", map[string]int64{"hgetall": 1}, func() error {
+	measure("Load", map[string]int64{"hvals": 1}, func() error {
 		_, _, found, err := s.Load(ctx, id)
 		if err == nil && !found {
 			err = errors.New("not found")
