@@ -35,12 +35,16 @@ done
 # new interesting input may take go test up to a minute by default, with no
 # new input tried meanwhile; 3 s keeps the budget for exploring.
 FUZZTIME=${FUZZTIME:-20s}
-for target in $(grep -ho '^func Fuzz[A-Za-z]*' ./*_test.go | cut -d' ' -f2); do
-	echo "== fuzz $target ($FUZZTIME)"
-	if ! go test -run '^$' -fuzz "^$target\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 3s . ; then
-		echo "fuzzing $target failed"
-		fail=1
-	fi
+for dir in "${modules[@]}"; do
+	rel=${dir#"$PWD"/}
+	[ "$rel" = "$dir" ] && rel=.
+	for target in $(cat "$dir"/*_test.go 2>/dev/null | grep -o '^func Fuzz[A-Za-z]*' | cut -d' ' -f2); do
+		echo "== fuzz $rel $target ($FUZZTIME)"
+		if ! (cd "$dir" && go test -run '^$' -fuzz "^$target\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 3s .); then
+			echo "fuzzing $target in $rel failed"
+			fail=1
+		fi
+	done
 done
 
 if [ "$fail" -ne 0 ]; then

@@ -103,3 +103,78 @@ func TestDecodeRejectsWhatSaveNeverWrites(t *testing.T) {
 		}
 	}
 }
+
+// splitValues reads fuzz input as a list of values, each a uvarint length
+// and that many bytes, up to the first that does not fit.
+func splitValues(b []byte) []string {
+	var vals []string
+	for len(b) > 0 {
+		n, w := binary.Uvarint(b)
+		if w <= 0 || n > uint64(len(b)-w) {
+			break
+		}
+		vals = append(vals, string(b[w:w+int(n)]))
+		b = b[w+int(n):]
+	}
+	return vals
+}
+
+func joinValues(vals ...string) []byte {
+	var b []byte
+	for _, v := range vals {
+		b = binary.AppendUvarint(b, uint64(len(v)))
+		b = append(b, v...)
+	}
+	return b
+}
+
+// FuzzDecode feeds decode the values of hashes the store did not write:
+// it never panics, and whatever it accepts, Save's encoding of it decodes
+// back to the same data and expiry.
+func FuzzDecode(f *testing.F) {
+	now := time.Unix(1700000000, 0)
+	e := strconv.FormatInt(now.Add(time.Hour).UnixMilli(), 10)
+	h := "h" + string(sessions.RecordHeader(now, "ann"))
+	f.Add(joinValues(h, e, tagKeyValue("a", []byte("1")), tagKeyValue("", nil)))
+	f.Add(joinValues(e, "rraw data"))
+	f.Add(joinValues(h, e, tagKeyValue("a", []byte("1")), tagKeyValue("a", []byte("2"))))
+	f.Add(joinValues(h, "k\x05ab", e))
+	f.Add(joinValues("x", "", e, h))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		vals := splitValues(in)
+		data, exp, ok := decode(vals, now)
+		if !ok {
+			if data != nil || !exp.IsZero() {
+				t.Fatalf("not found, yet data %q and expiry %v", data, exp)
+			}
+			return
+		}
+		if !exp.After(now) {
+			t.Fatalf("accepted an expiry %v not after now", exp)
+		}
+		raw := slices.ContainsFunc(vals, func(v string) bool { return v != "" && v[0] == tagRaw })
+		var again []string
+		if header, fields, err := sessions.SplitRecord(data); err == nil && !raw {
+			for i := 1; i < len(fields); i++ {
+				if fields[i-1].Key >= fields[i].Key {
+					t.Fatalf("keys out of order or twice: %q then %q", fields[i-1].Key, fields[i].Key)
+				}
+			}
+			v := newValues(header, fields)
+			again = append(again, string(v.tagged(tagHeader, header)))
+			for _, fl := range fields {
+				again = append(again, string(v.key(fl)))
+			}
+		} else if raw {
+			v := newValues(data, nil)
+			again = append(again, string(v.tagged(tagRaw, data)))
+		} else {
+			t.Fatalf("%q decoded to %q, neither raw data nor a session record: %v", in, data, err)
+		}
+		again = append(again, strconv.FormatInt(exp.UnixMilli(), 10))
+		back, backExp, ok := decode(again, now)
+		if !ok || !bytes.Equal(back, data) || !backExp.Equal(exp) {
+			t.Fatalf("%q decoded to %q; stored again it decodes to %q, %v (ok %v)", in, data, back, backExp, ok)
+		}
+	})
+}
