@@ -13,10 +13,12 @@ import (
 	"github.com/fastsession/sessions"
 )
 
-// tagKeyValue is the stored value of a session key, written out here from
-// the documented layout rather than with the store's own encoder.
-func tagKeyValue(k string, v []byte) string {
-	return "k" + string(binary.AppendUvarint(nil, uint64(len(k)))) + k + string(v)
+// KeyValue is the stored value of session key k holding v: "k", the length
+// of k as a uvarint, k, then v. It is written out here from the documented
+// layout rather than with the store's own encoder, and exported for the
+// package's external tests.
+func KeyValue(k, v string) string {
+	return "k" + string(binary.AppendUvarint(nil, uint64(len(k)))) + k + v
 }
 
 // decode rebuilds a session from the values of its hash as HVALS returns
@@ -39,7 +41,7 @@ func TestDecodeRebuildsTheRecord(t *testing.T) {
 			}
 			value := bytes.Repeat([]byte{byte('a' + r.IntN(26))}, r.IntN(300))
 			fields = append(fields, sessions.Field{Key: key, Value: value})
-			vals = append(vals, tagKeyValue(key, value))
+			vals = append(vals, KeyValue(key, string(value)))
 		}
 		r.Shuffle(len(vals), func(i, j int) { vals[i], vals[j] = vals[j], vals[i] })
 		slices.SortFunc(fields, func(a, b sessions.Field) int { return strings.Compare(a.Key, b.Key) })
@@ -69,7 +71,7 @@ func TestDecodeRejectsWhatSaveNeverWrites(t *testing.T) {
 	e := strconv.FormatInt(now.Add(time.Hour).UnixMilli(), 10)
 	past := strconv.FormatInt(now.Add(-time.Millisecond).UnixMilli(), 10)
 	h := "h" + string(sessions.RecordHeader(now, "ann"))
-	a := tagKeyValue("a", []byte("1"))
+	a := KeyValue("a", "1")
 	for _, tc := range []struct {
 		name string
 		vals []string
@@ -95,7 +97,7 @@ func TestDecodeRejectsWhatSaveNeverWrites(t *testing.T) {
 		{"a key without its length", []string{h, e, "k"}, nil},
 		{"a key length past the end", []string{h, e, "k\x05abc"}, nil},
 		{"a key length that overflows", []string{h, e, "k\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"}, nil},
-		{"a session key twice", []string{h, e, a, tagKeyValue("a", []byte("2"))}, nil},
+		{"a session key twice", []string{h, e, a, KeyValue("a", "2")}, nil},
 	} {
 		got, _, ok := decode(tc.vals, now)
 		if ok != (tc.want != nil) || !bytes.Equal(got, tc.want) {
@@ -135,9 +137,9 @@ func FuzzDecode(f *testing.F) {
 	now := time.Unix(1700000000, 0)
 	e := strconv.FormatInt(now.Add(time.Hour).UnixMilli(), 10)
 	h := "h" + string(sessions.RecordHeader(now, "ann"))
-	f.Add(joinValues(h, e, tagKeyValue("a", []byte("1")), tagKeyValue("", nil)))
+	f.Add(joinValues(h, e, KeyValue("a", "1"), KeyValue("", "")))
 	f.Add(joinValues(e, "rraw data"))
-	f.Add(joinValues(h, e, tagKeyValue("a", []byte("1")), tagKeyValue("a", []byte("2"))))
+	f.Add(joinValues(h, e, KeyValue("a", "1"), KeyValue("a", "2")))
 	f.Add(joinValues(h, "k\x05ab", e))
 	f.Add(joinValues("x", "", e, h))
 	f.Fuzz(func(t *testing.T, in []byte) {

@@ -121,19 +121,13 @@ func ms(v int64) string { return strconv.FormatInt(v, 10) }
 
 // layout returns the fields a session of the given header and keys and
 // values is stored as, e aside: "h" and the header in h, and for each key
-// a field k:<key> holding what keyValue gives.
+// a field k:<key> holding what KeyValue gives.
 func layout(header []byte, kv ...string) map[string]string {
 	m := map[string]string{"h": "h" + string(header)}
 	for i := 0; i+1 < len(kv); i += 2 {
-		m["k:"+kv[i]] = keyValue(kv[i], kv[i+1])
+		m["k:"+kv[i]] = redisstore.KeyValue(kv[i], kv[i+1])
 	}
 	return m
-}
-
-// keyValue is the stored value of session key k holding v: "k", the length
-// of k as a uvarint, k, then v.
-func keyValue(k, v string) string {
-	return "k" + string(binary.AppendUvarint(nil, uint64(len(k)))) + k + v
 }
 
 func TestKeyPrefix(t *testing.T) {
@@ -379,10 +373,10 @@ func TestGarbage(t *testing.T) {
 		{"an empty string", func(k string) error { return c.Set(ctx, k, "", time.Hour).Err() }, false},
 		{"the string format of earlier versions", func(k string) error { return c.Set(ctx, k, oldFormat, time.Hour).Err() }, false},
 		{"a set", func(k string) error { return c.SAdd(ctx, k, "x").Err() }, false},
-		{"a hash without e", func(k string) error { return c.HSet(ctx, k, "h", "h"+hdr, "k:a", keyValue("a", "1")).Err() }, false},
+		{"a hash without e", func(k string) error { return c.HSet(ctx, k, "h", "h"+hdr, "k:a", redisstore.KeyValue("a", "1")).Err() }, false},
 		{"a hash with a non-numeric e", func(k string) error { return c.HSet(ctx, k, "h", "h"+hdr, "e", "soon").Err() }, false},
 		{"a hash with two expiries", func(k string) error { return c.HSet(ctx, k, "h", "h"+hdr, "e", later, "k:a", later).Err() }, true},
-		{"a hash without h or r", func(k string) error { return c.HSet(ctx, k, "e", later, "k:a", keyValue("a", "1")).Err() }, false},
+		{"a hash without h or r", func(k string) error { return c.HSet(ctx, k, "e", later, "k:a", redisstore.KeyValue("a", "1")).Err() }, false},
 		{"a hash with a garbage header", func(k string) error { return c.HSet(ctx, k, "h", "h\x07junk", "e", later).Err() }, true},
 		{"a hash with an empty header", func(k string) error { return c.HSet(ctx, k, "h", "h", "e", later).Err() }, true},
 		{"a hash with an untagged header", func(k string) error { return c.HSet(ctx, k, "h", hdr, "e", later, "k:a", "1").Err() }, true},
@@ -393,7 +387,7 @@ func TestGarbage(t *testing.T) {
 			return c.HSet(ctx, k, "h", "h"+hdr, "e", later, "k:abc", "k\x03ab").Err()
 		}, true},
 		{"a hash with a session key twice", func(k string) error {
-			return c.HSet(ctx, k, "h", "h"+hdr, "e", later, "k:a", keyValue("a", "1"), "k:b", keyValue("a", "2")).Err()
+			return c.HSet(ctx, k, "h", "h"+hdr, "e", later, "k:a", redisstore.KeyValue("a", "1"), "k:b", redisstore.KeyValue("a", "2")).Err()
 		}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -542,11 +536,11 @@ func TestSaveDelta(t *testing.T) {
 	for i := range 2500 {
 		f := sessions.Field{Key: fmt.Sprint("key", i), Value: []byte(strconv.Itoa(i))}
 		set = append(set, f)
-		all["k:"+f.Key] = keyValue(f.Key, string(f.Value))
+		all["k:"+f.Key] = redisstore.KeyValue(f.Key, string(f.Value))
 		if i%2 == 0 {
 			del = append(del, f.Key)
 		} else {
-			odd["k:"+f.Key] = keyValue(f.Key, string(f.Value))
+			odd["k:"+f.Key] = redisstore.KeyValue(f.Key, string(f.Value))
 		}
 	}
 	apply(sessions.Delta{Clear: true, Set: set}, exp, all)
