@@ -106,7 +106,7 @@ func (s *Session) updateFn() func(dst, cur []byte) ([]byte, error) {
 func (s *Session) delta() Delta {
 	d := Delta{Clear: s.cleared}
 	if s.user != s.rec.user {
-		d.Header = RecordHeader(s.created, s.user)
+		d.Header = RecordHeader(s.createdTime(), s.user)
 	}
 	for _, ch := range s.changes {
 		if ch.del {
@@ -155,7 +155,9 @@ func (s *Session) vanished(headersSent bool) {
 	s.oldID, s.needCookie, s.reissue = "", false, false
 	s.fresh()
 	if s.hadCookie && !headersSent {
-		s.m.cookie.expire(s.w.Header())
+		h := s.w.Header()
+		s.m.cookie.expire(h)
+		s.noCacheSetCookie(h)
 	}
 }
 
@@ -178,7 +180,7 @@ func (s *Session) syncUserIndex(ctx context.Context) error {
 	if s.user != "" {
 		// The link needs to last as long as the session can: its lifetime.
 		done := s.m.track(ctx, "link_user")
-		err := ui.LinkUser(ctx, s.user, s.id, s.created.Add(s.m.cfg.lifetime))
+		err := ui.LinkUser(ctx, s.user, s.id, s.createdTime().Add(s.m.cfg.lifetime))
 		done(err)
 		if err != nil {
 			return fmt.Errorf("%w: link session %s: %w", ErrStore, logID(s.id), err)

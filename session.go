@@ -48,19 +48,21 @@ type Session struct {
 	inert error // non-nil: the session is inert, and this is why
 	err   error // why the session failed
 
-	id       string
-	raw      []byte // the stored record, as loaded or last saved
-	rec      record
-	loadedAt time.Time // when the session was loaded: "now" for reads; zero without a cookie
-	created  time.Time // zero for a new session until it is first saved
+	id  string
+	raw []byte // the stored record, as loaded or last saved
+	rec record
+	// Times as Unix nanoseconds, 8 bytes each rather than a time.Time's 24.
+	loadedAt int64 // when the session was loaded: "now" for reads; 0 without a cookie
+	created  int64 // 0 for a new session until it is first saved
 
 	changes []change
 	arena   []byte // backing store of the encoded values in changes
 
-	// Inline storage for the common small request, saving allocations.
-	changeBuf  [1]change
-	arenaBuf   [40]byte
-	cookieSlot [1]string
+	// Inline storage for the common small request, saving allocations:
+	// hdrs backs the header values the session sets (see headers.go).
+	changeBuf [1]change
+	arenaBuf  [40]byte
+	hdrs      [hdrSlots]string
 
 	// The Updater path: the function handed to the store, and the error of
 	// its last call.
@@ -125,7 +127,7 @@ func (s *Session) load() {
 		// Without a cookie nothing here needs the time: a new session's
 		// creation time is taken when it is first saved.
 		now = time.Now()
-		s.loadedAt = now
+		s.loadedAt = now.UnixNano()
 	}
 	id := ""
 	old := false
@@ -206,7 +208,7 @@ func (s *Session) load() {
 		s.fresh()
 		return
 	}
-	s.id, s.raw, s.rec, s.created = id, data, rec, created
+	s.id, s.raw, s.rec, s.created = id, data, rec, rec.created
 	// Decided once: both commits of a read-only request would ask.
 	s.touchDue = m.cfg.idleTimeout > 0 && s.expiry(now).Sub(exp) >= m.cfg.touchInterval
 	s.user, s.linkedUser, s.linkedID = rec.user, rec.user, id
@@ -537,7 +539,7 @@ func (s *Session) Destroy() error {
 	}
 	s.m.debugSession(s.c, "session destroyed", s.id)
 	if s.stored {
-		s.m.event(s.c.Request.Context(), EventDestroyed, s.id, "", time.Since(s.created))
+		s.m.event(s.c.Request.Context(), EventDestroyed, s.id, "", time.Since(s.createdTime()))
 	}
 	s.oldID, s.needCookie, s.reissue = "", false, false
 	s.fresh()
@@ -601,7 +603,7 @@ func (s *Session) Err() error {
 // expiry is when a session saved or touched now expires: the idle timeout
 // from now, capped by the lifetime from creation.
 func (s *Session) expiry(now time.Time) time.Time {
-	end := s.created.Add(s.m.cfg.lifetime)
+	end := s.createdTime().Add(s.m.cfg.lifetime)
 	if idle := s.m.cfg.idleTimeout; idle > 0 {
 		if e := now.Add(idle); e.Before(end) {
 			return e
@@ -610,12 +612,21 @@ func (s *Session) expiry(now time.Time) time.Time {
 	return end
 }
 
+// createdTime is when the session was created, or the zero Time for a new
+// session not saved yet.
+func (s *Session) createdTime() time.Time {
+	if s.created == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, s.created)
+}
+
 // encode builds the record of the session with its changes applied.
 func (s *Session) encode() []byte { return s.encodeTo(nil) }
 
 // encodeTo is encode, appending the record to dst.
 func (s *Session) encodeTo(dst []byte) []byte {
-	return build(dst, s.created.UnixNano(), s.user, s.rec, s.unchanged, s.changes)
+	return build(dst, s.created, s.user, s.rec, s.unchanged, s.changes)
 }
 
 // checkSize returns an error wrapping ErrTooLarge if the record buf is
@@ -653,12 +664,15 @@ func (s *Session) commit(headersSent bool) error {
 	}
 	m := s.m
 	h := s.w.Header()
+	if !headersSent {
+		s.varyCookie(h)
+	}
 	if s.dirty {
 		// Expiries count from now, not from the load: a request may run
 		// longer than a short idle timeout (a long streamed reply).
 		now := time.Now()
-		if s.created.IsZero() {
-			s.created = now
+		if s.created == 0 {
+			s.created = now.UnixNano()
 		}
 		if (s.id == "" || s.needCookie) && headersSent {
 			return fmt.Errorf("%w: the session's cookie cannot be sent, so its changes are not stored", ErrHeadersWritten)
@@ -694,7 +708,7 @@ func (s *Session) commit(headersSent bool) error {
 			m.debugSession(s.c, "session created", s.id)
 			m.event(s.c.Request.Context(), EventCreated, s.id, "", 0)
 		case s.oldID != "":
-			m.event(s.c.Request.Context(), EventRegenerated, s.id, "", now.Sub(s.created))
+			m.event(s.c.Request.Context(), EventRegenerated, s.id, "", now.Sub(s.createdTime()))
 		}
 		s.stored, s.refreshed = true, true
 		s.rec = trusted(s.raw)
@@ -724,6 +738,7 @@ func (s *Session) commit(headersSent bool) error {
 	}
 	if s.expireCookie && !headersSent {
 		m.cookie.expire(h)
+		s.noCacheSetCookie(h)
 		s.expireCookie = false
 	}
 	if !s.stored {
@@ -739,7 +754,7 @@ func (s *Session) commit(headersSent bool) error {
 		}
 	}
 	if s.reissue && !headersSent {
-		s.setCookie(h, m.cookie.line(s.id, s.loadedAt))
+		s.setCookie(h, m.cookie.line(s.id, time.Unix(0, s.loadedAt)))
 	}
 	return nil
 }
@@ -775,11 +790,12 @@ func (s *Session) touch(exp time.Time) error {
 func (s *Session) setCookie(h map[string][]string, line string) {
 	if len(h["Set-Cookie"]) == 0 {
 		// The usual case, one cookie: no slice to allocate.
-		s.cookieSlot[0] = line
-		h["Set-Cookie"] = s.cookieSlot[:1:1]
+		s.hdrs[hdrCookie] = line
+		h["Set-Cookie"] = s.hdrs[hdrCookie : hdrCookie+1 : hdrCookie+1]
 	} else {
 		s.m.cookie.put(h, line)
 	}
+	s.noCacheSetCookie(h)
 	s.needCookie, s.reissue = false, false
 }
 

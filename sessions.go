@@ -46,6 +46,12 @@ type manager struct {
 // uses it and saved automatically. See the package documentation for the
 // lifecycle. New(key, opts...) is NewManager(key, opts...).Middleware(); use
 // NewManager to also manage sessions outside requests.
+//
+// So that shared caches never hand one visitor's session to another, the
+// response of a request that used its session says "Vary: Cookie", and a
+// response that sets or expires the session cookie says
+// `Cache-Control: no-cache="Set-Cookie"` unless its Cache-Control already
+// has no-store or no-cache. The handler's own values are kept.
 func New(secretKey []byte, opts ...Option) gin.HandlerFunc {
 	return NewManager(secretKey, opts...).Middleware()
 }
