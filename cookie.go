@@ -44,6 +44,7 @@ type cookieCodec struct {
 	prefix []byte    // name + "|", the start of every signed message
 	pool   sync.Pool // of *macState
 	attrs  string    // "; Path=/; HttpOnly; ..." without Max-Age
+	gone   string    // the Set-Cookie value that makes the browser drop the cookie
 	maxAge time.Duration
 	window int64 // seconds a cookie is accepted after it was issued
 	seen   verifiedCookies
@@ -98,6 +99,7 @@ func newCookieCodec(cfg *config, secret []byte) *cookieCodec {
 		b.WriteString("; Partitioned")
 	}
 	cc.attrs = b.String()
+	cc.gone = cc.name + "=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT" + cc.attrs
 	return cc
 }
 
@@ -276,9 +278,4 @@ func (cc *cookieCodec) put(h http.Header, line string) {
 		}
 	}
 	h["Set-Cookie"] = append(lines, line)
-}
-
-// expire adds a Set-Cookie header that makes the browser drop the cookie.
-func (cc *cookieCodec) expire(h http.Header) {
-	cc.put(h, cc.name+"=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"+cc.attrs)
 }

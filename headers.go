@@ -24,12 +24,18 @@ const (
 
 const noCacheCookie = `no-cache="Set-Cookie"`
 
+// putSlot makes v the only value of h under key (canonical), backed by the
+// session's slot: no slice to allocate.
+func (s *Session) putSlot(h http.Header, key string, slot int, v string) {
+	s.hdrs[slot] = v
+	h[key] = s.hdrs[slot : slot+1 : slot+1]
+}
+
 // setHeader adds v to h's values under key (canonical), using the session's
 // slot when key has no values yet.
 func (s *Session) setHeader(h http.Header, key string, slot int, v string) {
 	if len(h[key]) == 0 {
-		s.hdrs[slot] = v
-		h[key] = s.hdrs[slot : slot+1 : slot+1]
+		s.putSlot(h, key, slot, v)
 		return
 	}
 	h[key] = append(h[key], v)

@@ -155,9 +155,7 @@ func (s *Session) vanished(headersSent bool) {
 	s.oldID, s.needCookie, s.reissue = "", false, false
 	s.fresh()
 	if s.hadCookie && !headersSent {
-		h := s.w.Header()
-		s.m.cookie.expire(h)
-		s.noCacheSetCookie(h)
+		s.setCookie(s.w.Header(), s.m.cookie.gone)
 	}
 }
 

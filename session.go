@@ -737,8 +737,7 @@ func (s *Session) commit(headersSent bool) error {
 		return nil
 	}
 	if s.expireCookie && !headersSent {
-		m.cookie.expire(h)
-		s.noCacheSetCookie(h)
+		s.setCookie(h, m.cookie.gone)
 		s.expireCookie = false
 	}
 	if !s.stored {
@@ -786,12 +785,12 @@ func (s *Session) touch(exp time.Time) error {
 }
 
 // setCookie adds line, the session's Set-Cookie value from the cookie
-// codec, to the response headers h.
+// codec (or its expiry, cookie.gone), to the response headers h, replacing
+// one for the same cookie, and keeps shared caches from reusing it. Every
+// Set-Cookie of the session goes through here.
 func (s *Session) setCookie(h map[string][]string, line string) {
 	if len(h["Set-Cookie"]) == 0 {
-		// The usual case, one cookie: no slice to allocate.
-		s.hdrs[hdrCookie] = line
-		h["Set-Cookie"] = s.hdrs[hdrCookie : hdrCookie+1 : hdrCookie+1]
+		s.putSlot(h, "Set-Cookie", hdrCookie, line)
 	} else {
 		s.m.cookie.put(h, line)
 	}
