@@ -28,7 +28,9 @@ func BenchmarkSessions(b *testing.B) {
 				b.Run(im.name, func(b *testing.B) {
 					b.ReportAllocs()
 					e := im.setup(b)
-					sc.run(benchDriver(b), e)
+					d := benchDriver(b)
+					sc.run(d, e)
+					d.reportFaults()
 				})
 			}
 		})

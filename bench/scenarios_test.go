@@ -27,15 +27,67 @@ type driver struct {
 	runParallel func(body func(next func() bool) error) error
 	// goroutines is how many goroutines runParallel starts.
 	goroutines int
+	// reportFaults reports the page faults taken while the timer ran, per
+	// request, once the scenario is done (nil in tests).
+	reportFaults func()
 }
 
+// faultCount adds up the minor page faults the process takes while a
+// benchmark's timer runs. A new session adds to the store, the store grows
+// the heap, and the first touch of each fresh page of it costs a fault: on
+// a virtual machine, several microseconds each, a cost the time per request
+// includes and this count explains.
+type faultCount struct {
+	n       int64 // faults counted so far
+	from    int64 // the count when the timer last started
+	running bool
+	ok      bool // the count can be read
+}
+
+func (f *faultCount) reset() {
+	f.n, f.running = 0, false
+	f.start()
+}
+
+func (f *faultCount) start() {
+	f.from, f.ok = minorFaults()
+	f.running = f.ok
+}
+
+func (f *faultCount) stop() {
+	if !f.running {
+		return
+	}
+	now, ok := minorFaults()
+	f.n += now - f.from
+	f.running, f.ok = false, ok
+}
+
+// benchDriver drives b, and counts the page faults the process takes while
+// b's timer runs; call its reportFaults when the scenario is done.
 func benchDriver(b *testing.B) *driver {
+	var f faultCount
 	return &driver{
-		TB:         b,
-		n:          b.N,
-		resetTimer: b.ResetTimer,
-		stopTimer:  b.StopTimer,
-		startTimer: b.StartTimer,
+		TB: b,
+		n:  b.N,
+		resetTimer: func() {
+			b.ResetTimer()
+			f.reset()
+		},
+		stopTimer: func() {
+			b.StopTimer()
+			f.stop()
+		},
+		startTimer: func() {
+			f.start()
+			b.StartTimer()
+		},
+		reportFaults: func() {
+			f.stop()
+			if f.ok {
+				b.ReportMetric(float64(f.n)/float64(b.N), "faults/op")
+			}
+		},
 		runParallel: func(body func(func() bool) error) error {
 			var errs firstError
 			b.RunParallel(func(pb *testing.PB) { errs.set(body(pb.Next)) })
