@@ -166,8 +166,12 @@ func millis(t time.Time) int64 {
 // seconds up to 30 days as relative to now and a larger one as an absolute
 // Unix time; both are rounded up. A relative expiration gets one more
 // second, because memcached's clock ticks in whole seconds and may lag by up
-// to one. An absolute time beyond what the protocol's 32 bits hold becomes 0,
-// no expiration: the expiry kept in the value still applies.
+// to one. An absolute time is read on memcached's own clock, so a server
+// whose clock runs ahead of this machine's drops such an item early by the
+// difference, and one that lags keeps it longer (the expiry kept in the
+// value still ends the session on time). An absolute time beyond what the
+// protocol's 32 bits hold becomes 0, no expiration: the expiry kept in the
+// value still applies.
 func expiration(exp, now time.Time) (int32, bool) {
 	d := exp.Sub(now)
 	if d <= 0 {
