@@ -3,6 +3,7 @@ package sessions
 import (
 	"bytes"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -67,6 +68,7 @@ func newCookieCodec(cfg *config, secret []byte) *cookieCodec {
 	cc.seen.init()
 	cc.pool.New = func() any {
 		st := &macState{}
+		st.rndOff = len(st.rnd)
 		for _, k := range keys {
 			st.h = append(st.h, hmac.New(sha256.New, deriveKey(k)))
 		}
@@ -111,6 +113,43 @@ type macState struct {
 	sum      [sha256.Size]byte
 	id       [64]byte
 	line     [idBytes*2 + maxCookieLen + 256]byte
+
+	// rnd is a block of bytes from crypto/rand, handed out idBytes at a
+	// time for new IDs, so that minting costs one read of the system's
+	// random source per 16 IDs; bytes are wiped as they are taken, and
+	// rnd[rndOff:] are those not taken yet.
+	rnd    [idBytes * 16]byte
+	rndOff int
+
+	// stamp holds the decimal digits of the Unix second stampSec, the
+	// timestamp of the cookies signed in that second (stampLen 0: none yet).
+	stamp    [20]byte
+	stampLen int
+	stampSec int64
+}
+
+// random fills raw with the next unused bytes of st.rnd, reading a new
+// block from crypto/rand when it is used up, and wipes them from st.rnd.
+func (st *macState) random(raw *[idBytes]byte) {
+	if st.rndOff == len(st.rnd) {
+		// crypto/rand.Read never returns an error; it crashes the program
+		// irrecoverably if the system's random source fails.
+		_, _ = rand.Read(st.rnd[:])
+		st.rndOff = 0
+	}
+	chunk := st.rnd[st.rndOff : st.rndOff+idBytes]
+	copy(raw[:], chunk)
+	clear(chunk)
+	st.rndOff += idBytes
+}
+
+// timestamp returns the decimal digits of the Unix second sec.
+func (st *macState) timestamp(sec int64) []byte {
+	if st.stampLen == 0 || st.stampSec != sec {
+		st.stampLen = len(strconv.AppendInt(st.stamp[:0], sec, 10))
+		st.stampSec = sec
+	}
+	return st.stamp[:st.stampLen]
 }
 
 // sign computes the MAC of "name|msg" with key number k into st.sum.
@@ -198,7 +237,7 @@ func (cc *cookieCodec) encode(id string, now time.Time) string {
 
 // appendValue appends the signed cookie value for id to dst.
 func (cc *cookieCodec) appendValue(st *macState, dst, id []byte, now time.Time) []byte {
-	b := strconv.AppendInt(st.raw[:0], now.Unix(), 10)
+	b := append(st.raw[:0], st.timestamp(now.Unix())...)
 	b = append(b, '|')
 	b = appendBase64URL(b, id, true)
 	sum := cc.sign(st, 0, b)
@@ -215,13 +254,25 @@ func (cc *cookieCodec) line(id string, now time.Time) string {
 	return string(cc.appendLine(st, st.line[:0], st.id[:copy(st.id[:], id)], now))
 }
 
-// mint returns the session ID whose 32 random bytes are raw, and the
-// Set-Cookie header value that carries it, in a single allocation: a new
-// session needs both.
-func (cc *cookieCodec) mint(raw []byte, now time.Time) (id, line string) {
+// newID returns a fresh session ID: 32 bytes from crypto/rand in unpadded
+// base64url, 43 characters.
+func (cc *cookieCodec) newID() string {
 	st := cc.pool.Get().(*macState)
 	defer cc.pool.Put(st)
-	b := appendBase64URL(st.line[:0], raw, false)
+	var raw [idBytes]byte
+	st.random(&raw)
+	return encodeID(raw[:])
+}
+
+// mint returns a fresh session ID, as newID does, and the Set-Cookie
+// header value that carries it, issued at now, in a single allocation: a
+// new session needs both.
+func (cc *cookieCodec) mint(now time.Time) (id, line string) {
+	st := cc.pool.Get().(*macState)
+	defer cc.pool.Put(st)
+	var raw [idBytes]byte
+	st.random(&raw)
+	b := appendBase64URL(st.line[:0], raw[:], false)
 	n := len(b)
 	b = cc.appendLine(st, b, b[:n], now)
 	both := string(b)

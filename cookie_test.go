@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -183,16 +184,29 @@ func TestMintGivesTheIDAndItsCookieLine(t *testing.T) {
 	for _, maxAge := range []time.Duration{0, time.Hour} {
 		cfg := config{cookieName: "sid", lifetime: time.Hour, maxAge: maxAge, path: "/", httpOnly: true}
 		cc := newCookieCodec(&cfg, cookieTestKey)
-		var raw [idBytes]byte
-		for i := range raw {
-			raw[i] = byte(i*7 + int(maxAge/time.Hour))
-		}
-		id, line := cc.mint(raw[:], now)
-		assert.Equal(t, encodeID(raw[:]), id)
+		id, line := cc.mint(now)
+		assert.True(t, validID([]byte(id)), "mint makes a well-formed ID: %q", id)
 		assert.Equal(t, cc.line(id, now), line, "the line mint makes is the one line makes for its ID")
 		value, _, _ := strings.Cut(strings.TrimPrefix(line, "sid="), ";")
 		got, _, err := cc.decode(value, now.Unix())
 		require.NoError(t, err)
 		assert.Equal(t, id, got)
+	}
+}
+
+// TestCookieTimestampFollowsTheClock: the timestamp a cookie is signed with
+// is the second it is issued in, also when cookies of different seconds
+// alternate (the digits of the last second are kept for reuse).
+func TestCookieTimestampFollowsTheClock(t *testing.T) {
+	cfg := config{cookieName: "sid", lifetime: time.Hour, path: "/"}
+	cc := newCookieCodec(&cfg, cookieTestKey)
+	id := newID()
+	base := time.Unix(1_800_000_000, 0)
+	for _, d := range []time.Duration{0, 0, time.Second, 999 * time.Millisecond, -5 * time.Second, time.Hour, 0} {
+		at := base.Add(d)
+		raw, err := base64.URLEncoding.DecodeString(cc.encode(id, at))
+		require.NoError(t, err)
+		stamp, _, _ := strings.Cut(string(raw), "|")
+		assert.Equal(t, strconv.FormatInt(at.Unix(), 10), stamp, "a cookie issued at %v", at)
 	}
 }

@@ -29,44 +29,12 @@ func encodeID(b []byte) string {
 	return string(appendBase64URL(out[:0], b, false))
 }
 
-// idBatch is a block of bytes from crypto/rand, handed out 32 at a time, so
-// that minting IDs costs one read of the system's random source per batch
-// rather than one per ID. Bytes are used once and wiped as they are taken.
-type idBatch struct {
-	b   [idBytes * 16]byte
-	off int
-}
-
-// mintID returns a fresh session ID, from the manager's pool of random
-// batches: the same crypto/rand bytes as newID, read 16 IDs at a time.
-func (m *manager) mintID() string {
-	var raw [idBytes]byte
-	m.random(&raw)
-	return encodeID(raw[:])
-}
+// mintID returns a fresh session ID (see cookieCodec.newID).
+func (m *manager) mintID() string { return m.cookie.newID() }
 
 // mintIDCookie returns a fresh session ID, as mintID does, together with
 // the Set-Cookie header value that carries it, issued at now.
-func (m *manager) mintIDCookie(now time.Time) (id, line string) {
-	var raw [idBytes]byte
-	m.random(&raw)
-	return m.cookie.mint(raw[:], now)
-}
-
-// random fills raw with the next unused bytes of the manager's pool of
-// random batches, wiping them from the batch.
-func (m *manager) random(raw *[idBytes]byte) {
-	batch := m.ids.Get().(*idBatch)
-	if batch.off == len(batch.b) {
-		_, _ = rand.Read(batch.b[:])
-		batch.off = 0
-	}
-	chunk := batch.b[batch.off : batch.off+idBytes]
-	copy(raw[:], chunk)
-	clear(chunk)
-	batch.off += idBytes
-	m.ids.Put(batch)
-}
+func (m *manager) mintIDCookie(now time.Time) (id, line string) { return m.cookie.mint(now) }
 
 // validID reports whether s has the exact shape of an ID made by newID, so
 // that nothing else ever reaches a store.

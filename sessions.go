@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 
 	"github.com/fastsession/sessions/store/memstore"
 	"github.com/gin-gonic/gin"
@@ -30,7 +29,6 @@ type manager struct {
 	cookie    *cookieCodec
 	key       contextKey // the name its requests are bound under (WithContextKey)
 	inert     *Session   // handed to skipped requests; never changes
-	ids       sync.Pool  // of *idBatch: random bytes for new IDs
 }
 
 // New returns the session middleware. secretKey signs the session cookies;
@@ -86,7 +84,6 @@ func newManager(secretKey []byte, opts []Option) *manager {
 		}
 	}
 	m.inert = &Session{m: m, inert: ErrSkipped}
-	m.ids.New = func() any { return &idBatch{off: len(idBatch{}.b)} }
 	return m
 }
 
