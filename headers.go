@@ -31,37 +31,39 @@ func (s *Session) putSlot(h http.Header, key string, slot int, v string) {
 	h[key] = s.hdrs[slot : slot+1 : slot+1]
 }
 
-// setHeader adds v to h's values under key (canonical), using the session's
-// slot when key has no values yet.
-func (s *Session) setHeader(h http.Header, key string, slot int, v string) {
-	if len(h[key]) == 0 {
+// addHeader adds v to vs, the values h holds under key (canonical), using
+// the session's slot when there are none yet.
+func (s *Session) addHeader(h http.Header, key string, vs []string, slot int, v string) {
+	if len(vs) == 0 {
 		s.putSlot(h, key, slot, v)
 		return
 	}
-	h[key] = append(h[key], v)
+	h[key] = append(vs, v)
 }
 
 // varyCookie makes the response say "Vary: Cookie", unless its Vary already
 // names Cookie or is "*".
 func (s *Session) varyCookie(h http.Header) {
-	for _, v := range h["Vary"] {
+	vs := h["Vary"]
+	for _, v := range vs {
 		if listHas(v, func(tok string) bool { return tok == "*" || strings.EqualFold(tok, "Cookie") }) {
 			return
 		}
 	}
-	s.setHeader(h, "Vary", hdrVary, "Cookie")
+	s.addHeader(h, "Vary", vs, hdrVary, "Cookie")
 }
 
 // noCacheSetCookie makes a response that carries the session cookie say
 // `Cache-Control: no-cache="Set-Cookie"`, unless its Cache-Control already
 // has no-store, an unqualified no-cache, or a no-cache naming Set-Cookie.
 func (s *Session) noCacheSetCookie(h http.Header) {
-	for _, v := range h["Cache-Control"] {
+	vs := h["Cache-Control"]
+	for _, v := range vs {
 		if forbidsCookieReuse(v) {
 			return
 		}
 	}
-	s.setHeader(h, "Cache-Control", hdrCache, noCacheCookie)
+	s.addHeader(h, "Cache-Control", vs, hdrCache, noCacheCookie)
 }
 
 // forbidsCookieReuse reports whether the Cache-Control value v keeps a
