@@ -3,6 +3,7 @@ package sessions
 import (
 	"bytes"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
@@ -209,4 +210,12 @@ func TestCookieTimestampFollowsTheClock(t *testing.T) {
 		stamp, _, _ := strings.Cut(string(raw), "|")
 		assert.Equal(t, strconv.FormatInt(at.Unix(), 10), stamp, "a cookie issued at %v", at)
 	}
+}
+
+// newID returns a fresh session ID, as the middleware makes them: 32 bytes
+// from crypto/rand in unpadded base64url, 43 characters.
+func newID() string {
+	var b [idBytes]byte
+	_, _ = rand.Read(b[:])
+	return encodeID(b[:])
 }

@@ -1,7 +1,6 @@
 package sessions
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -13,16 +12,6 @@ const idBytes = 32
 
 // idLen is the length of a session ID in its text form (unpadded base64url).
 var idLen = base64.RawURLEncoding.EncodedLen(idBytes)
-
-// newID returns a fresh session ID: 32 bytes from crypto/rand in unpadded
-// base64url, 43 characters.
-func newID() string {
-	var b [idBytes]byte
-	// crypto/rand.Read never returns an error; it crashes the program
-	// irrecoverably if the system's random source fails.
-	_, _ = rand.Read(b[:])
-	return encodeID(b[:])
-}
 
 func encodeID(b []byte) string {
 	var out [64]byte
@@ -36,7 +25,7 @@ func (m *manager) mintID() string { return m.cookie.newID() }
 // the Set-Cookie header value that carries it, issued at now.
 func (m *manager) mintIDCookie(now time.Time) (id, line string) { return m.cookie.mint(now) }
 
-// validID reports whether s has the exact shape of an ID made by newID, so
+// validID reports whether s has the exact shape of an ID the middleware makes (cookieCodec.newID), so
 // that nothing else ever reaches a store.
 func validID(s []byte) bool {
 	if len(s) != idLen {

@@ -215,20 +215,28 @@ func TestGarbage(t *testing.T) {
 	}
 }
 
-// metaTTL asks the server directly (meta get, "mg <key> t") for the seconds
-// an item has left; -1 means no expiration.
-func metaTTL(t *testing.T, key string) int {
+// ask sends one text-protocol command straight to the server, on a
+// connection of its own closed when t ends, and returns the reader of the
+// reply.
+func ask(t *testing.T, cmd string) *bufio.Reader {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", addr(), 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := fmt.Fprintf(conn, "mg %s t\r\n", key); err != nil {
+	if _, err := fmt.Fprintf(conn, "%s\r\n", cmd); err != nil {
 		t.Fatal(err)
 	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
+	return bufio.NewReader(conn)
+}
+
+// metaTTL asks the server directly (meta get, "mg <key> t") for the seconds
+// an item has left; -1 means no expiration.
+func metaTTL(t *testing.T, key string) int {
+	t.Helper()
+	line, err := ask(t, fmt.Sprintf("mg %s t", key)).ReadString('\n')
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,16 +255,7 @@ func metaTTL(t *testing.T, key string) int {
 // second.
 func serverTime(t *testing.T) time.Time {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr(), 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := fmt.Fprintf(conn, "stats\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	r := bufio.NewReader(conn)
+	r := ask(t, "stats")
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil {
