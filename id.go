@@ -25,8 +25,8 @@ func (m *manager) mintID() string { return m.cookie.newID() }
 // the Set-Cookie header value that carries it, issued at now.
 func (m *manager) mintIDCookie(now time.Time) (id, line string) { return m.cookie.mint(now) }
 
-// validID reports whether s has the exact shape of an ID the middleware makes (cookieCodec.newID), so
-// that nothing else ever reaches a store.
+// validID reports whether s has the exact shape of an ID the middleware
+// makes (cookieCodec.newID), so that nothing else ever reaches a store.
 func validID(s []byte) bool {
 	if len(s) != idLen {
 		return false
